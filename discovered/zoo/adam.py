@@ -1,0 +1,12 @@
+def adam(w, g, lr, step, m, v):
+    """Adam (torch.optim.Adam defaults: betas 0.9, 0.999, eps 1e-8)."""
+    m = interp(g, m, 0.9)
+    g2 = square(g)
+    v = interp(g2, v, 0.999)
+    mhat = bias_correct(m, 0.9, step)
+    vhat = bias_correct(v, 0.999, step)
+    d = sqrt(vhat)
+    d = d + 1e-08
+    update = mhat / d
+    update = update * lr
+    return update, m, v

@@ -1,0 +1,200 @@
+"""Abstract execution: type and arity checks, liveness, the canonical form and its hash.
+
+Nothing here touches tensors. `check` rejects invalid programs with a `ProgramError` naming
+the line; `canonicalize` maps every program onto one representative of its class (dead code
+removed, independent statements ordered, commutative arguments sorted, variables renamed),
+so two programs that compute the same expressions share one `structural_hash`.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Literal, Union
+
+from optsearch.dsl.errors import ProgramError
+from optsearch.dsl.ir import INPUTS, Const, Operand, Program, Statement, Var
+from optsearch.dsl.ops import OPS, unknown_op_message
+from optsearch.dsl.printer import print_program
+
+Type = Literal["tensor", "scalar"]
+INPUT_TYPES: dict[str, Type] = {"w": "tensor", "g": "tensor", "lr": "scalar", "step": "scalar"}
+
+# Where a value read by a statement comes from: a statement index, or a parameter's
+# initial value (the input, or a state variable as it was at the start of the step).
+Source = Union[int, str]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What abstract execution learned about a valid program."""
+
+    types: tuple[Type, ...]          # result type of each statement
+    reads: tuple[tuple[Source | None, ...], ...]  # per statement, per argument (None: a constant)
+    outputs: tuple[Source, ...]      # the definitions of (update, *state) at the return
+    live: frozenset[int]             # statements that can reach the update, now or in a later step
+    live_state: tuple[str, ...]      # state variables whose value ever influences the update
+
+    @property
+    def dead(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.types)) if i not in self.live)
+
+
+def check(program: Program, path: str | None = None) -> Analysis:
+    """Validate `program` and return its analysis; raises `ProgramError` with the line."""
+
+    def fail(message: str, line: int | None) -> ProgramError:
+        return ProgramError(message, path, line or None)
+
+    env: dict[str, Source] = {p: p for p in program.params}
+    types: dict[Source, Type] = {p: INPUT_TYPES.get(p, "tensor") for p in program.params}
+    stmt_types: list[Type] = []
+    reads: list[tuple[Source | None, ...]] = []
+    for i, s in enumerate(program.body):
+        if s.op not in OPS:
+            raise fail(unknown_op_message(s.op), s.line)
+        op = OPS[s.op]
+        if len(s.args) != op.arity:
+            raise fail(f"{op.signature} takes {op.arity} argument(s), got {len(s.args)}", s.line)
+        arg_sources: list[Source | None] = []
+        arg_types: list[Type] = []
+        for pos, (a, want) in enumerate(zip(s.args, op.types())):
+            if isinstance(a, Var):
+                if a.name not in env:
+                    raise fail(f"variable {a.name!r} is used before it is defined", s.line)
+                src = env[a.name]
+                t = types[src]
+            else:
+                src, t = None, "scalar"
+            if want == "tensor" and t != "tensor":
+                what = "a constant" if src is None else f"{format_operand_name(a)!r} is a scalar"
+                raise fail(f"{s.op}() needs a tensor for argument {op.args[pos]!r}, but {what}", s.line)
+            arg_sources.append(src)
+            arg_types.append(t)
+        result: Type = "scalar" if op.kind != "elementwise" else (
+            "tensor" if "tensor" in arg_types else "scalar")
+        env[s.target] = i
+        types[i] = result
+        stmt_types.append(result)
+        reads.append(tuple(arg_sources))
+
+    state = program.state
+    if len(program.returns) != 1 + len(state):
+        want = ", ".join(("update",) + state)
+        raise fail(f"the program must return (update, *state) = ({want}): "
+                   f"{1 + len(state)} values, got {len(program.returns)}", program.return_line)
+    outputs: list[Source] = []
+    for k, name in enumerate(program.returns):
+        if name not in env:
+            raise fail(f"returned variable {name!r} is not defined", program.return_line)
+        src = env[name]
+        if types[src] != "tensor":
+            role = "the update" if k == 0 else f"the new value of state {state[k - 1]!r}"
+            raise fail(f"{role} must be a tensor shaped like w, but {name!r} is a scalar", program.return_line)
+        outputs.append(src)
+
+    live, live_state = _liveness(reads, outputs, state)
+    return Analysis(tuple(stmt_types), tuple(reads), tuple(outputs), live, live_state)
+
+
+def format_operand_name(a: Operand) -> str:
+    return a.name if isinstance(a, Var) else repr(a.value)
+
+
+def _liveness(reads, outputs, state) -> tuple[frozenset[int], tuple[str, ...]]:
+    """Statements that reach the update, directly or through state carried to later steps."""
+    live: set[int] = set()
+    live_state: set[str] = set()
+    work: list[Source] = [outputs[0]]
+    while work:
+        src = work.pop()
+        if isinstance(src, int):
+            if src not in live:
+                live.add(src)
+                work.extend(r for r in reads[src] if r is not None)
+        elif src in state and src not in live_state:
+            live_state.add(src)
+            work.append(outputs[1 + state.index(src)])
+    return frozenset(live), tuple(s for s in state if s in live_state)
+
+
+def dead_statements(program: Program) -> tuple[Statement, ...]:
+    a = check(program)
+    return tuple(program.body[i] for i in a.dead)
+
+
+def canonicalize(program: Program, analysis: Analysis | None = None) -> Program:
+    """The canonical representative of `program`'s equivalence class (see module docstring).
+
+    Values are rebuilt as an expression DAG from the outputs; identical sub-expressions merge,
+    commutative arguments are sorted by structure, and statements are emitted in a fixed
+    depth-first order with names `v1, v2, ...`; live state variables become `s1, s2, ...`.
+    """
+    a = analysis or check(program)
+    state_names = {s: f"s{k + 1}" for k, s in enumerate(a.live_state)}
+    params = ("w", "g", "lr") + (("step",) if _uses_step(program, a) else ()) + tuple(state_names.values())
+
+    digest: dict[Source, str] = {}
+
+    def key(src: Source) -> str:
+        if src in digest:
+            return digest[src]
+        if isinstance(src, str):
+            d = f"in:{state_names.get(src, src)}"
+        else:
+            s = program.body[src]
+            parts = [key(r) if r is not None else f"c:{arg.value!r}" for r, arg in zip(a.reads[src], s.args)]
+            if OPS[s.op].commutative:
+                parts.sort()
+            d = hashlib.sha256(f"{s.op}({','.join(parts)})".encode()).hexdigest()
+        digest[src] = d
+        return d
+
+    body: list[Statement] = []
+    name_of: dict[str, str] = {}  # digest -> canonical name
+
+    def emit(src: Source) -> str:
+        if isinstance(src, str):
+            return state_names.get(src, src)
+        d = key(src)
+        if d in name_of:
+            return name_of[d]
+        s = program.body[src]
+        args: list[tuple[str, Operand]] = []
+        for r, arg in zip(a.reads[src], s.args):
+            operand = Var(emit(r)) if r is not None else arg
+            args.append((key(r) if r is not None else f"c:{arg.value!r}", operand))
+        if OPS[s.op].commutative:
+            args.sort(key=lambda t: t[0])
+        name = f"v{len(body) + 1}"
+        body.append(Statement(name, s.op, tuple(op for _, op in args)))
+        name_of[d] = name
+        return name
+
+    outs = [emit(a.outputs[0])]
+    state = program.state
+    for s in a.live_state:
+        outs.append(emit(a.outputs[1 + state.index(s)]))
+    return Program(program.name, params, tuple(body), tuple(outs))
+
+
+def _uses_step(program: Program, a: Analysis) -> bool:
+    return any(r == "step" for i in a.live for r in a.reads[i])
+
+
+def structural_hash(program: Program) -> str:
+    """A short hash equal for programs with the same canonical form (names do not count)."""
+    canon = replace(canonicalize(program), name="program")
+    return hashlib.sha256(print_program(canon).encode()).hexdigest()[:16]
+
+
+def variable_types(program: Program, analysis: Analysis | None = None) -> dict[str, Type]:
+    """Type of each variable name at the end of the program (last assignment wins)."""
+    a = analysis or check(program)
+    out: dict[str, Type] = {p: INPUT_TYPES.get(p, "tensor") for p in program.params}
+    for s, t in zip(program.body, a.types):
+        out[s.target] = t
+    return out
+
+
+__all__ = ["Analysis", "Type", "check", "canonicalize", "structural_hash", "dead_statements",
+           "variable_types", "INPUTS"]

@@ -1,0 +1,163 @@
+"""The op registry: the one place an op is declared.
+
+Each `Op` carries what every consumer needs: its name and argument names (arity), argument
+and result types, a torch implementation, the expression an exported optimizer uses, and
+algebraic properties for analysis and simplification. Adding an op is one `_register` call.
+
+Types: `tensor` values are shaped like the parameter; `scalar` values are one number per
+parameter tensor (or per run: `lr`, `step`, constants, `global_norm`). Elementwise ops accept
+both and give a tensor if any argument is one; reductions take tensors and give scalars.
+Ops have plain IEEE semantics: no hidden epsilons, so `sqrt(-1)` is NaN and `1 / 0` is inf.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol
+
+import torch
+from torch import Tensor
+
+Kind = Literal["elementwise", "reduction", "global"]
+ArgType = Literal["tensor", "any"]
+
+
+class Reducer(Protocol):
+    """How reductions see the parameters; supplied by the interpreter (or the exporter)."""
+
+    def sum(self, x: Tensor) -> Tensor:
+        """Sum over each parameter tensor, broadcastable against `x`."""
+
+    def amax(self, x: Tensor) -> Tensor:
+        """Maximum over each parameter tensor, broadcastable against `x`."""
+
+    def count(self) -> Tensor:
+        """Number of elements of each parameter tensor, broadcastable against `x`."""
+
+    def global_sum(self, x: Tensor) -> Tensor:
+        """Sum over all parameter tensors at once, broadcastable against `x`."""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of the language.
+
+    `impl` takes torch tensors (constants arrive as 0-d tensors) and broadcasts; reductions
+    take a `Reducer` first. `expr` is the same computation as a Python expression over one
+    parameter's tensors (`{0}`, `{1}`, ... are the arguments), used by the exporter; for a
+    `global` op `{0}` is the list of all parameters' tensors.
+    """
+
+    name: str
+    args: tuple[str, ...]
+    kind: Kind
+    impl: Callable[..., Tensor]
+    expr: str
+    summary: str
+    symbol: str | None = None
+    arg_types: tuple[ArgType, ...] | None = None
+    commutative: bool = False
+    idempotent: bool = False
+
+    @property
+    def arity(self) -> int:
+        return len(self.args)
+
+    @property
+    def result_type(self) -> str:
+        return "scalar" if self.kind != "elementwise" else "auto"
+
+    @property
+    def signature(self) -> str:
+        if self.symbol == "-" and self.arity == 1:
+            return "-x"
+        if self.symbol:
+            return f"x {self.symbol} y"
+        return f"{self.name}({', '.join(self.args)})"
+
+    def types(self) -> tuple[ArgType, ...]:
+        if self.arg_types is not None:
+            return self.arg_types
+        return ("tensor",) * self.arity if self.kind != "elementwise" else ("any",) * self.arity
+
+
+OPS: dict[str, Op] = {}
+BINARY_SYMBOLS: dict[str, str] = {}  # '+' -> 'add', ...
+
+
+def _register(op: Op) -> None:
+    assert op.name not in OPS, f"op {op.name!r} registered twice"
+    OPS[op.name] = op
+    if op.symbol and op.arity == 2:
+        BINARY_SYMBOLS[op.symbol] = op.name
+
+
+def get_op(name: str) -> Op:
+    """The op called `name`; a `KeyError` whose text suggests the closest names."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(unknown_op_message(name)) from None
+
+
+def unknown_op_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(OPS), n=2)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"unknown op {name!r}{hint}; `optsearch ops` lists them"
+
+
+def _ew(name, args, impl, expr, summary, **kw) -> None:
+    _register(Op(name, tuple(args.split()), "elementwise", impl, expr, summary, **kw))
+
+
+def _red(name, args, impl, expr, summary, kind: Kind = "reduction", **kw) -> None:
+    _register(Op(name, tuple(args.split()), kind, impl, expr, summary, **kw))
+
+
+# Arithmetic (written infix in programs).
+_ew("add", "x y", torch.add, "({0} + {1})", "x + y", symbol="+", commutative=True)
+_ew("sub", "x y", torch.sub, "({0} - {1})", "x - y", symbol="-")
+_ew("mul", "x y", torch.mul, "({0} * {1})", "x * y", symbol="*", commutative=True)
+_ew("div", "x y", torch.div, "({0} / {1})", "x / y (IEEE: x / 0 is +-inf or nan)", symbol="/")
+_ew("neg", "x", torch.neg, "(-{0})", "-x", symbol="-")
+
+# Elementwise functions.
+_ew("abs", "x", torch.abs, "torch.abs({0})", "|x|", idempotent=True)
+_ew("sign", "x", torch.sign, "torch.sign({0})", "-1, 0 or 1", idempotent=True)
+_ew("sqrt", "x", torch.sqrt, "torch.sqrt({0})", "square root (nan below 0)")
+_ew("square", "x", torch.square, "torch.square({0})", "x * x")
+_ew("exp", "x", torch.exp, "torch.exp({0})", "e ** x")
+_ew("log", "x", torch.log, "torch.log({0})", "natural log (nan below 0, -inf at 0)")
+_ew("tanh", "x", torch.tanh, "torch.tanh({0})", "hyperbolic tangent")
+_ew("arctan", "x", torch.atan, "torch.atan({0})", "inverse tangent")
+_ew("sin", "x", torch.sin, "torch.sin({0})", "sine")
+_ew("cos", "x", torch.cos, "torch.cos({0})", "cosine")
+_ew("relu", "x", torch.relu, "torch.relu({0})", "max(x, 0)", idempotent=True)
+_ew("reciprocal", "x", torch.reciprocal, "torch.reciprocal({0})", "1 / x")
+_ew("maximum", "x y", torch.maximum, "torch.maximum({0}, {1})", "elementwise max", commutative=True)
+_ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min", commutative=True)
+_ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y")
+_ew("interp", "x y a", torch.lerp,
+    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)")
+_ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
+    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)")
+_ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
+    "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
+
+# Reductions: one scalar per parameter tensor.
+_red("norm", "x", lambda r, x: torch.sqrt(r.sum(x * x)),
+     "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor")
+_red("rms", "x", lambda r, x: torch.sqrt(r.sum(x * x) / r.count()),
+     "torch.sqrt(torch.mean({0} * {0}))", "root mean square over the parameter tensor")
+_red("mean", "x", lambda r, x: r.sum(x) / r.count(), "torch.mean({0})", "mean over the parameter tensor")
+_red("abs_mean", "x", lambda r, x: r.sum(torch.abs(x)) / r.count(),
+     "torch.mean(torch.abs({0}))", "mean of |x| over the parameter tensor")
+_red("max_abs", "x", lambda r, x: r.amax(torch.abs(x)),
+     "torch.amax(torch.abs({0}))", "max of |x| over the parameter tensor")
+_red("dot", "x y", lambda r, x, y: r.sum(x * y), "torch.sum({0} * {1})",
+     "inner product over the parameter tensor", commutative=True)
+
+# Global reductions: one scalar over all parameters at once.
+_red("global_norm", "x", lambda r, x: torch.sqrt(r.global_sum(x * x)),
+     "torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in {0}]))",
+     "L2 norm over all parameters together", kind="global")

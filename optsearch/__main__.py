@@ -1,0 +1,3 @@
+from optsearch.cli import main
+
+raise SystemExit(main())

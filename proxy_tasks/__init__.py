@@ -1,0 +1,1 @@
+"""optsearch.proxy_tasks"""
