@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, Union
 
 from optsearch.dsl.errors import ProgramError
-from optsearch.dsl.ir import INPUTS, Const, Operand, Program, Statement, Var
+from optsearch.dsl.ir import INPUTS, REQUIRED_INPUTS, Const, Operand, Program, Statement, Var
 from optsearch.dsl.ops import OPS, unknown_op_message
 from optsearch.dsl.printer import print_program
 
@@ -45,6 +45,12 @@ def check(program: Program, path: str | None = None) -> Analysis:
     def fail(message: str, line: int | None) -> ProgramError:
         return ProgramError(message, path, line or None)
 
+    missing = [p for p in REQUIRED_INPUTS if p not in program.params]
+    if missing:
+        raise fail(f"the signature needs the inputs {', '.join(REQUIRED_INPUTS)}; missing {', '.join(missing)}", None)
+    if len(set(program.params)) != len(program.params):
+        dup = sorted({p for p in program.params if program.params.count(p) > 1})
+        raise fail(f"duplicate parameter name {', '.join(map(repr, dup))}", None)
     env: dict[str, Source] = {p: p for p in program.params}
     types: dict[Source, Type] = {p: INPUT_TYPES.get(p, "tensor") for p in program.params}
     stmt_types: list[Type] = []
@@ -142,7 +148,7 @@ def canonicalize(program: Program, analysis: Analysis | None = None) -> Program:
             d = f"in:{state_names.get(src, src)}"
         else:
             s = program.body[src]
-            parts = [key(r) if r is not None else f"c:{arg.value!r}" for r, arg in zip(a.reads[src], s.args)]
+            parts = [key(r) if r is not None else _const_key(arg) for r, arg in zip(a.reads[src], s.args)]
             if OPS[s.op].commutative:
                 parts.sort()
             d = hashlib.sha256(f"{s.op}({','.join(parts)})".encode()).hexdigest()
@@ -159,14 +165,13 @@ def canonicalize(program: Program, analysis: Analysis | None = None) -> Program:
         if d in name_of:
             return name_of[d]
         s = program.body[src]
-        args: list[tuple[str, Operand]] = []
-        for r, arg in zip(a.reads[src], s.args):
-            operand = Var(emit(r)) if r is not None else arg
-            args.append((key(r) if r is not None else f"c:{arg.value!r}", operand))
+        # Order commutative arguments before emitting them, so the depth-first order is canonical too.
+        args = [(key(r) if r is not None else _const_key(arg), r, arg) for r, arg in zip(a.reads[src], s.args)]
         if OPS[s.op].commutative:
             args.sort(key=lambda t: t[0])
+        operands = tuple(Var(emit(r)) if r is not None else Const(float(arg.value)) for _, r, arg in args)
         name = f"v{len(body) + 1}"
-        body.append(Statement(name, s.op, tuple(op for _, op in args)))
+        body.append(Statement(name, s.op, operands))
         name_of[d] = name
         return name
 
@@ -175,6 +180,10 @@ def canonicalize(program: Program, analysis: Analysis | None = None) -> Program:
     for s in a.live_state:
         outs.append(emit(a.outputs[1 + state.index(s)]))
     return Program(program.name, params, tuple(body), tuple(outs))
+
+
+def _const_key(c: Operand) -> str:
+    return f"c:{float(c.value)!r}"  # type: ignore[union-attr]
 
 
 def _uses_step(program: Program, a: Analysis) -> bool:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from optsearch.dsl.analysis import Analysis, check
-from optsearch.dsl.ir import Const, Program
+from optsearch.dsl.ir import INPUTS, Const, Program
 from optsearch.dsl.ops import OPS
 
 
@@ -47,7 +47,7 @@ class Layout:
     def unflatten(self, flat: Tensor) -> list[Tensor]:
         """Views into `flat`, one per parameter, shaped `(*batch, *shape)`."""
         batch = flat.shape[:-1]
-        return [c.view(*batch, *s) for c, s in zip(flat.split(self.numels, dim=-1), self.shapes)]
+        return [c.view(batch + s) for c, s in zip(flat.split(self.numels, dim=-1), self.shapes)]
 
     def counts(self, dtype: torch.dtype) -> Tensor:
         if dtype not in self._counts_by_dtype:
@@ -58,9 +58,10 @@ class Layout:
 class FlatReducer:
     """Per-parameter-tensor reductions over a flat `(*batch, N)` buffer (see `ops.Reducer`)."""
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, dtype: torch.dtype | None = None):
         self.layout = layout
         self.single = len(layout.shapes) == 1
+        self._dtype = dtype or torch.get_default_dtype()
 
     def sum(self, x: Tensor) -> Tensor:
         if self.single:
@@ -77,12 +78,14 @@ class FlatReducer:
         return out.scatter_reduce_(-1, seg, x, "amax").index_select(-1, self.layout.segment)
 
     def count(self) -> Tensor:
-        return self.layout.counts(self._dtype)
+        counts = self.layout.counts(self._dtype)
+        return counts[:1] if self.single else counts  # one parameter: keep scalars `(*batch, 1)`
 
     def global_sum(self, x: Tensor) -> Tensor:
         return x.sum(-1, keepdim=True)
 
     def for_dtype(self, dtype: torch.dtype) -> "FlatReducer":
+        """This reducer, with `count()` in `dtype` (the interpreter sets it once per step)."""
         self._dtype = dtype
         return self
 
@@ -104,23 +107,26 @@ class CompiledProgram:
         self.state_names = program.state
         params = program.params
         live = [i for i in range(len(program.body)) if i in a.live]
-        consts = sorted({arg.value for i in live for arg in program.body[i].args if isinstance(arg, Const)})
+        # Constants keyed by repr so that -0.0 and 0.0 (equal as floats) keep their own slots.
+        consts = sorted({repr(float(arg.value)): float(arg.value) for i in live
+                         for arg in program.body[i].args if isinstance(arg, Const)}.items())
         slot: dict = {p: k for k, p in enumerate(params)}         # source (param or index) -> slot
-        const_slot = {c: len(params) + k for k, c in enumerate(consts)}
+        const_slot = {key: len(params) + k for k, (key, _) in enumerate(consts)}
         base = len(params) + len(consts)
         steps: list[_Step] = []
         for k, i in enumerate(live):
             s, op = program.body[i], OPS[program.body[i].op]
-            args = tuple(slot[r] if r is not None else const_slot[arg.value]
+            args = tuple(slot[r] if r is not None else const_slot[repr(float(arg.value))]
                          for r, arg in zip(a.reads[i], s.args))
             slot[i] = base + k
             steps.append(_Step(base + k, op.impl, args, op.kind != "elementwise"))
         self._steps = steps
-        self._consts = consts
-        self._n_slots = base + len(steps)
-        self._n_params = len(params)
-        self._param_slot = {p: k for k, p in enumerate(params)}
-        self._outputs = [slot[o] for o in a.outputs]
+        self._consts = [c for _, c in consts]
+        # Where each parameter slot is filled from: an input name, or an index into the state.
+        self._param_sources = [p if p in INPUTS else self.state_names.index(p) for p in params]
+        # A state whose new value cannot reach the update is not computed: it is carried unchanged.
+        self._outputs = [slot[a.outputs[0]]] + [slot[o] if o in slot else slot[name]
+                                                for o, name in zip(a.outputs[1:], program.state)]
         self._const_cache: dict[tuple, list[Tensor]] = {}
 
     def init_state(self, w: Tensor) -> tuple[Tensor, ...]:
@@ -135,26 +141,25 @@ class CompiledProgram:
 
     def step_flat(self, w: Tensor, g: Tensor, lr: float | Tensor, step: int | float | Tensor,
                   state: Sequence[Tensor], reducer: FlatReducer) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """One step on flat buffers: returns `(update, new_state)`; the caller applies `w - update`."""
+        """One step on flat buffers: returns `(update, new_state)`; the caller applies `w - update`.
+
+        Only live statements run: a state whose value can never reach the update is returned unchanged.
+        """
         dtype, device = w.dtype, w.device
         inputs = {"w": w, "g": g,
                   "lr": torch.as_tensor(lr, dtype=dtype, device=device),
                   "step": torch.as_tensor(step, dtype=dtype, device=device)}
-        slots: list = [None] * self._n_slots
-        for p, k in self._param_slot.items():
-            slots[k] = inputs[p] if p in inputs else state[self.state_names.index(p)]
-        slots[self._n_params:self._n_params + len(self._consts)] = self._constants(w)
+        slots: list = [state[p] if isinstance(p, int) else inputs[p] for p in self._param_sources]
+        slots += self._constants(w)
+        slots += [None] * len(self._steps)
         red = reducer.for_dtype(dtype)
         for st in self._steps:
             args = [slots[a] for a in st.args]
             slots[st.target] = st.fn(red, *args) if st.reduces else st.fn(*args)
         outs = [slots[o] for o in self._outputs]
-        update = outs[0].expand_as(w) if outs[0].shape != w.shape else outs[0]
-        new_state = []
-        for k, name in enumerate(self.state_names):
-            v = outs[1 + k]
-            new_state.append(v.expand_as(w).clone() if v.shape != w.shape else v)
-        return update, tuple(new_state)
+        update = outs[0] if outs[0].shape == w.shape else outs[0].expand_as(w)
+        new_state = tuple(v if v.shape == w.shape else v.expand_as(w).clone() for v in outs[1:])
+        return update, new_state
 
 
 def compile_program(program: Program) -> CompiledProgram:

@@ -46,6 +46,14 @@ class Op:
     take a `Reducer` first. `expr` is the same computation as a Python expression over one
     parameter's tensors (`{0}`, `{1}`, ... are the arguments), used by the exporter; for a
     `global` op `{0}` is the list of all parameters' tensors.
+
+    Optional, for readable and fast exports (the exporter is correct without them):
+    `number_args` are the argument positions where `expr` also accepts a Python number when
+    another argument is a tensor (elsewhere the exporter passes a 0-d tensor). `foreach` is
+    the op over lists of tensors, one `torch._foreach_*` call whose first argument `{0}` is a
+    list; the same call with `_` appended to the function name must overwrite `{0}` in place.
+    Other arguments must be lists too, except at the `foreach_scalars` positions, which also
+    take a number, a list of numbers or a list of 0-d tensors (one per tensor).
     """
 
     name: str
@@ -58,6 +66,9 @@ class Op:
     arg_types: tuple[ArgType, ...] | None = None
     commutative: bool = False
     idempotent: bool = False
+    number_args: tuple[int, ...] = ()
+    foreach: str | None = None
+    foreach_scalars: tuple[int, ...] = ()
 
     @property
     def arity(self) -> int:
@@ -115,38 +126,48 @@ def _red(name, args, impl, expr, summary, kind: Kind = "reduction", **kw) -> Non
 
 
 # Arithmetic (written infix in programs).
-_ew("add", "x y", torch.add, "({0} + {1})", "x + y", symbol="+", commutative=True)
-_ew("sub", "x y", torch.sub, "({0} - {1})", "x - y", symbol="-")
-_ew("mul", "x y", torch.mul, "({0} * {1})", "x * y", symbol="*", commutative=True)
-_ew("div", "x y", torch.div, "({0} / {1})", "x / y (IEEE: x / 0 is +-inf or nan)", symbol="/")
-_ew("neg", "x", torch.neg, "(-{0})", "-x", symbol="-")
+_BIN = dict(number_args=(0, 1), foreach_scalars=(1,))
+_ew("add", "x y", torch.add, "({0} + {1})", "x + y", symbol="+", commutative=True,
+    foreach="torch._foreach_add({0}, {1})", **_BIN)
+_ew("sub", "x y", torch.sub, "({0} - {1})", "x - y", symbol="-", foreach="torch._foreach_sub({0}, {1})", **_BIN)
+_ew("mul", "x y", torch.mul, "({0} * {1})", "x * y", symbol="*", commutative=True,
+    foreach="torch._foreach_mul({0}, {1})", **_BIN)
+_ew("div", "x y", torch.div, "({0} / {1})", "x / y (IEEE: x / 0 is +-inf or nan)", symbol="/",
+    foreach="torch._foreach_div({0}, {1})", **_BIN)
+_ew("neg", "x", torch.neg, "(-{0})", "-x", symbol="-", number_args=(0,), foreach="torch._foreach_neg({0})")
 
 # Elementwise functions.
-_ew("abs", "x", torch.abs, "torch.abs({0})", "|x|", idempotent=True)
-_ew("sign", "x", torch.sign, "torch.sign({0})", "-1, 0 or 1", idempotent=True)
-_ew("sqrt", "x", torch.sqrt, "torch.sqrt({0})", "square root (nan below 0)")
-_ew("square", "x", torch.square, "torch.square({0})", "x * x")
-_ew("exp", "x", torch.exp, "torch.exp({0})", "e ** x")
-_ew("log", "x", torch.log, "torch.log({0})", "natural log (nan below 0, -inf at 0)")
-_ew("tanh", "x", torch.tanh, "torch.tanh({0})", "hyperbolic tangent")
-_ew("arctan", "x", torch.atan, "torch.atan({0})", "inverse tangent")
-_ew("sin", "x", torch.sin, "torch.sin({0})", "sine")
-_ew("cos", "x", torch.cos, "torch.cos({0})", "cosine")
-_ew("relu", "x", torch.relu, "torch.relu({0})", "max(x, 0)", idempotent=True)
-_ew("reciprocal", "x", torch.reciprocal, "torch.reciprocal({0})", "1 / x")
-_ew("maximum", "x y", torch.maximum, "torch.maximum({0}, {1})", "elementwise max", commutative=True)
-_ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min", commutative=True)
-_ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y")
+_ew("abs", "x", torch.abs, "torch.abs({0})", "|x|", idempotent=True, foreach="torch._foreach_abs({0})")
+_ew("sign", "x", torch.sign, "torch.sign({0})", "-1, 0 or 1", idempotent=True, foreach="torch._foreach_sign({0})")
+_ew("sqrt", "x", torch.sqrt, "torch.sqrt({0})", "square root (nan below 0)", foreach="torch._foreach_sqrt({0})")
+_ew("square", "x", torch.square, "torch.square({0})", "x * x", foreach="torch._foreach_mul({0}, {0})")
+_ew("exp", "x", torch.exp, "torch.exp({0})", "e ** x", foreach="torch._foreach_exp({0})")
+_ew("log", "x", torch.log, "torch.log({0})", "natural log (nan below 0, -inf at 0)",
+    foreach="torch._foreach_log({0})")
+_ew("tanh", "x", torch.tanh, "torch.tanh({0})", "hyperbolic tangent", foreach="torch._foreach_tanh({0})")
+_ew("arctan", "x", torch.atan, "torch.atan({0})", "inverse tangent", foreach="torch._foreach_atan({0})")
+_ew("sin", "x", torch.sin, "torch.sin({0})", "sine", foreach="torch._foreach_sin({0})")
+_ew("cos", "x", torch.cos, "torch.cos({0})", "cosine", foreach="torch._foreach_cos({0})")
+_ew("relu", "x", torch.relu, "torch.relu({0})", "max(x, 0)", idempotent=True,
+    foreach="torch._foreach_clamp_min({0}, 0.0)")
+_ew("reciprocal", "x", torch.reciprocal, "torch.reciprocal({0})", "1 / x", foreach="torch._foreach_reciprocal({0})")
+_ew("maximum", "x y", torch.maximum, "torch.maximum({0}, {1})", "elementwise max", commutative=True,
+    foreach="torch._foreach_maximum({0}, {1})", foreach_scalars=(1,))
+_ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min", commutative=True,
+    foreach="torch._foreach_minimum({0}, {1})", foreach_scalars=(1,))
+_ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y", number_args=(0, 1),
+    foreach="torch._foreach_pow({0}, {1})", foreach_scalars=(1,))
 _ew("interp", "x y a", torch.lerp,
-    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)")
+    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,),
+    foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,))
 _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
-    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)")
+    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1, 2))
 _ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
     "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
 
 # Reductions: one scalar per parameter tensor.
 _red("norm", "x", lambda r, x: torch.sqrt(r.sum(x * x)),
-     "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor")
+     "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor", foreach="torch._foreach_norm({0})")
 _red("rms", "x", lambda r, x: torch.sqrt(r.sum(x * x) / r.count()),
      "torch.sqrt(torch.mean({0} * {0}))", "root mean square over the parameter tensor")
 _red("mean", "x", lambda r, x: r.sum(x) / r.count(), "torch.mean({0})", "mean over the parameter tensor")

@@ -9,6 +9,7 @@ import ast
 import math
 from pathlib import Path
 
+from optsearch.dsl.analysis import check
 from optsearch.dsl.errors import ProgramError
 from optsearch.dsl.ir import REQUIRED_INPUTS, Const, Operand, Program, Statement, Var
 from optsearch.dsl.ops import BINARY_SYMBOLS, OPS, unknown_op_message
@@ -28,19 +29,26 @@ _FORBIDDEN = {  # node type -> what to call it in an error
 }
 
 
-def parse_program(text: str | bytes, path: str | None = None) -> Program:
-    """Parse one program; raises `ProgramError(path, line, cause)` for anything not accepted."""
-    return _Parser(path).parse(text)
+def parse_program(text: str | bytes, path: str | None = None, *, validate: bool = True) -> Program:
+    """Parse one program; raises `ProgramError(path, line, cause)` for anything not accepted.
+
+    With `validate` (the default) the program is also checked (`analysis.check`): types,
+    arity, use before definition, the returned `(update, *state)`.
+    """
+    program = _Parser(path).parse(text)
+    if validate:
+        check(program, path)
+    return program
 
 
-def load_program(path: str | Path) -> Program:
+def load_program(path: str | Path, *, validate: bool = True) -> Program:
     """Read and parse a program file."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ProgramError(f"cannot read program file: {e.strerror or e}", str(path)) from None
-    return parse_program(data, str(path))
+    return parse_program(data, str(path), validate=validate)
 
 
 class _Parser:
@@ -51,22 +59,24 @@ class _Parser:
         self.temp = 0
 
     def error(self, node: ast.AST | None, message: str) -> ProgramError:
-        return ProgramError(message, self.path, getattr(node, "lineno", None))
+        """An error at `node`'s line; errors about the whole text point at line 1."""
+        return ProgramError(message, self.path, getattr(node, "lineno", None) or 1)
 
     def parse(self, text: str | bytes) -> Program:
         if isinstance(text, bytes):
-            if b"\x00" in text:
-                raise self.error(None, "not a program: the file is binary")
             try:
                 text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.error(None, "not a program: the file is not UTF-8 text") from None
+            except UnicodeDecodeError as e:
+                line = text[:e.start].count(b"\n") + 1
+                raise ProgramError("not a program: the file is not UTF-8 text", self.path, line) from None
+        if "\x00" in text:
+            raise ProgramError("not a program: the file is binary", self.path, text[:text.index("\x00")].count("\n") + 1)
         if not text.strip():
             raise self.error(None, "empty program: expected one `def name(w, g, lr, ...):` function")
         try:
             module = ast.parse(text)
         except SyntaxError as e:
-            raise ProgramError(f"syntax error: {e.msg}", self.path, e.lineno) from None
+            raise ProgramError(f"syntax error: {e.msg}", self.path, e.lineno or 1) from None
         stmts = list(module.body)
         if stmts and _is_docstring(stmts[0]):
             stmts = stmts[1:]
@@ -109,9 +119,11 @@ class _Parser:
             if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
                 raise self.error(s, "assign to exactly one plain variable name")
             self.assign(s.targets[0].id, s.value, s.lineno)
-        elif isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name) and type(s.op) in _BINOPS:
+        elif isinstance(s, ast.AugAssign):
+            if not isinstance(s.target, ast.Name):
+                raise self.error(s, "assign to exactly one plain variable name")
             name = s.target.id
-            op = BINARY_SYMBOLS[_BINOPS[type(s.op)]]
+            op = self.binop(s, s.op)
             self.body.append(Statement(name, op, (Var(name), self.operand(s.value)), s.lineno))
         elif isinstance(s, ast.Return):
             raise self.error(s, "`return` must be the last statement")
@@ -122,22 +134,24 @@ class _Parser:
 
     def assign(self, target: str, value: ast.expr, line: int) -> None:
         """`target = value`, flattening nested sub-expressions of `value` first."""
+        value = _strip_plus(value)
         if isinstance(value, (ast.Name, ast.Constant)) or _is_negative_literal(value):
-            # A plain copy `x = y` is `x = y + 0.0`'s cousin; keep the IR one-op by using `mul 1`.
             raise self.error(value, "a statement must apply an op; to copy a variable just use its name")
         op, args = self.call(value)
         self.body.append(Statement(target, op, args, line))
 
+    def binop(self, node: ast.AST, op: ast.operator) -> str:
+        if type(op) not in _BINOPS:
+            raise self.error(node, f"unsupported operator {type(op).__name__}; use + - * / or an op such as power(x, y)")
+        return BINARY_SYMBOLS[_BINOPS[type(op)]]
+
     def call(self, e: ast.expr) -> tuple[str, tuple[Operand, ...]]:
         if isinstance(e, ast.BinOp):
-            if type(e.op) not in _BINOPS:
-                raise self.error(e, f"unsupported operator {type(e.op).__name__}; use + - * / or an op such as power(x, y)")
-            return BINARY_SYMBOLS[_BINOPS[type(e.op)]], (self.operand(e.left), self.operand(e.right))
+            op = self.binop(e, e.op)
+            return op, (self.operand(e.left), self.operand(e.right))
         if isinstance(e, ast.UnaryOp):
             if isinstance(e.op, ast.USub):
                 return "neg", (self.operand(e.operand),)
-            if isinstance(e.op, ast.UAdd):
-                return self.call(e.operand)
             raise self.error(e, f"unsupported unary operator {type(e.op).__name__}")
         if isinstance(e, ast.Call):
             if not isinstance(e.func, ast.Name):
@@ -156,22 +170,31 @@ class _Parser:
         raise self.error(e, f"unsupported expression: {_describe(e)}")
 
     def operand(self, e: ast.expr) -> Operand:
+        e = _strip_plus(e)
         if isinstance(e, ast.Name):
             return Var(e.id)
         if isinstance(e, ast.Constant) or _is_negative_literal(e):
             return Const(self.number(e))
+        return Var(self.temporary(e))
+
+    def temporary(self, e: ast.expr) -> str:
+        """Flatten `e` into a fresh temporary; inner temporaries are emitted (and numbered) first."""
+        op, args = self.call(e)
         name = self.fresh()
-        self.assign(name, e, e.lineno)
-        return Var(name)
+        self.body.append(Statement(name, op, args, e.lineno))
+        return name
 
     def number(self, e: ast.expr) -> float:
         sign = 1.0
         if isinstance(e, ast.UnaryOp):
-            sign, e = -1.0, e.operand
+            sign, e = (-1.0 if isinstance(e.op, ast.USub) else 1.0), e.operand
         v = e.value  # type: ignore[attr-defined]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(e, f"constants must be numbers, found {v!r}")
-        v = sign * float(v)
+        try:
+            v = sign * float(v)
+        except OverflowError:
+            v = math.inf
         if not math.isfinite(v):
             raise self.error(e, f"constants must be finite, found {v}")
         return v
@@ -190,14 +213,13 @@ class _Parser:
         items = r.value.elts if isinstance(r.value, ast.Tuple) else [r.value]
         out = []
         for e in items:
+            e = _strip_plus(e)
             if isinstance(e, ast.Name):
                 out.append(e.id)
             elif isinstance(e, ast.Constant) or _is_negative_literal(e):
                 raise self.error(e, "return variables, not constants")
             else:
-                name = self.fresh()
-                self.assign(name, e, e.lineno)
-                out.append(name)
+                out.append(self.temporary(e))
         return tuple(out), r
 
 
@@ -207,6 +229,13 @@ def _is_docstring(s: ast.stmt) -> bool:
 
 def _is_negative_literal(e: ast.expr) -> bool:
     return isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd)) and isinstance(e.operand, ast.Constant)
+
+
+def _strip_plus(e: ast.expr) -> ast.expr:
+    """`+x` is `x` (but `+1.0` stays a literal, so its sign is read by `number`)."""
+    while isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.UAdd) and not isinstance(e.operand, ast.Constant):
+        e = e.operand
+    return e
 
 
 def _describe(node: ast.AST) -> str:

@@ -1,0 +1,67 @@
+"""Resolve a PROGRAM argument: a program file, a zoo name (`lion`), or `runs/NAME#ID`.
+
+Every command that takes a PROGRAM goes through `resolve_program`, so they all accept the
+same three forms and fail with the same one-line errors. Programs are parsed, never run.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from optsearch.discovered import load_zoo, zoo_names, zoo_path
+from optsearch.dsl import OptsearchError, Program, check, load_program
+
+RUN_DB = "run.db"
+
+
+def resolve_program(spec: str) -> Program:
+    """The checked program that `spec` names; an `OptsearchError` saying why when none is found."""
+    path = Path(spec)
+    if path.is_file():
+        return load_program(path)  # parsing also checks: errors name the file and line
+    if spec in zoo_names():
+        return load_zoo(spec)
+    if "#" in spec:
+        run_dir, _, program_id = spec.rpartition("#")
+        return _checked(load_run_program(Path(run_dir), program_id), spec)
+    if path.exists():  # a directory, a device: load_program says why it cannot be read
+        return load_program(path)
+    raise OptsearchError(_not_found_message(spec))
+
+
+def program_source(spec: str) -> str:
+    """Where `spec`'s program text lives, for display: a file path or `runs/NAME#ID`."""
+    if Path(spec).is_file():
+        return spec
+    if spec in zoo_names():
+        return str(zoo_path(spec))
+    return spec
+
+
+def load_run_program(run_dir: Path, program_id: str) -> Program:
+    """The program stored as `program_id` in the run store at `run_dir/run.db`.
+
+    The run store (`optsearch.search`, written by `optsearch evolve`) is not built yet: this
+    validates the reference and says so; the store lookup belongs here.
+    """
+    if not run_dir.name or not program_id:
+        raise OptsearchError(f"expected runs/NAME#ID, got '{run_dir}#{program_id}'")
+    if not (run_dir / RUN_DB).is_file():
+        raise OptsearchError(f"no run store at {run_dir} (runs are created by `optsearch evolve`)")
+    raise OptsearchError(f"{run_dir / RUN_DB}: this version of optsearch cannot read run stores yet "
+                         "(they arrive with `optsearch evolve`)")
+
+
+def _checked(program: Program, path: str) -> Program:
+    check(program, path)  # raises ProgramError naming the file and line
+    return program
+
+
+def _not_found_message(spec: str) -> str:
+    names = zoo_names()
+    close = difflib.get_close_matches(spec, names, n=2)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"no program file or zoo program named '{spec}'{hint}; zoo: {', '.join(names)}"
+
+
+__all__ = ["load_run_program", "program_source", "resolve_program"]

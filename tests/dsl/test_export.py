@@ -1,0 +1,470 @@
+"""The exporter: generated optimizers match torch's, lion-pytorch's and the interpreter's numbers,
+and behave like torch optimizers (param groups, state_dict, closure, schedulers, errors)."""
+from __future__ import annotations
+
+import ast
+import copy
+import io
+import types
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optsearch.discovered import load_zoo, zoo_names
+from optsearch.dsl import OPS, OptsearchError, ProgramError, ProgramOptimizer, parse_program
+from optsearch.dsl.export import class_name_for, export_program, name_constants, write_export
+from optsearch.dsl.ir import Program, Statement, Var
+
+torch.set_default_dtype(torch.float64)  # restored by the autouse fixture below
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def exported(program: Program | str, class_name: str | None = None) -> type[torch.optim.Optimizer]:
+    """Export, then import the module the way a user would (a fresh module, no optsearch)."""
+    if isinstance(program, str):
+        program = load_zoo(program) if program in zoo_names() else parse_program(program)
+    name = class_name or class_name_for(program)
+    module = types.ModuleType(f"exported_{program.name}")
+    exec(compile(export_program(program, class_name), f"<exported {program.name}>", "exec"), module.__dict__)
+    return getattr(module, name)
+
+
+X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+Y = torch.randn(32, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def mlp() -> torch.nn.Module:
+    torch.manual_seed(2)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+
+
+def loss_of(model: torch.nn.Module) -> torch.Tensor:
+    return ((model(X) - Y) ** 2).mean()
+
+
+def train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int = 40, scheduler=None) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_of(model).backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def assert_same_params(a: torch.nn.Module, b: torch.nn.Module, rtol: float = 1e-9) -> None:
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=rtol, atol=1e-12)
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), mlp().parameters())), "nothing moved"
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Reference: w -= lr * sign(g)."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(torch.sign(p.grad), alpha=-group["lr"])
+
+
+class Signum(torch.optim.Optimizer):
+    """Reference: m = beta * m + (1 - beta) * g; w -= lr * sign(m)."""
+
+    def __init__(self, params, lr, beta=0.9):
+        super().__init__(params, dict(lr=lr, beta=beta))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                m = self.state[p].setdefault("m", torch.zeros_like(p))
+                m.mul_(group["beta"]).add_(p.grad, alpha=1 - group["beta"])
+                p.add_(torch.sign(m), alpha=-group["lr"])
+
+
+def _lion(params, lr):
+    from lion_pytorch import Lion
+
+    return Lion(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
+
+
+# zoo name -> (reference optimizer with the zoo program's settings, learning rate)
+REFERENCES = {
+    "sgd": (lambda p, lr: torch.optim.SGD(p, lr), 0.05),
+    "sgd_momentum": (lambda p, lr: torch.optim.SGD(p, lr, momentum=0.9), 0.02),
+    "nesterov": (lambda p, lr: torch.optim.SGD(p, lr, momentum=0.9, nesterov=True), 0.02),
+    "rmsprop": (lambda p, lr: torch.optim.RMSprop(p, lr), 1e-3),
+    "adagrad": (lambda p, lr: torch.optim.Adagrad(p, lr), 0.05),
+    "adam": (lambda p, lr: torch.optim.Adam(p, lr), 1e-2),
+    "adamw": (lambda p, lr: torch.optim.AdamW(p, lr), 1e-2),
+    "adamax": (lambda p, lr: torch.optim.Adamax(p, lr), 1e-2),
+    "lion": (_lion, 1e-3),
+    "signsgd": (SignSGD, 1e-3),
+    "signum": (Signum, 1e-3),
+}
+
+
+def test_every_zoo_program_has_a_reference():
+    assert sorted(REFERENCES) == zoo_names()
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_exported_zoo_matches_reference_implementation(name, foreach):
+    make_reference, lr = REFERENCES[name]
+    ours, ref = mlp(), mlp()
+    train(ours, exported(name)(ours.parameters(), lr=lr, foreach=foreach))
+    train(ref, make_reference(ref.parameters(), lr))
+    assert_same_params(ours, ref)
+
+
+def interpreter_vs_export(program: Program, foreach: bool, steps: int, lr: float = 1e-2,
+                          shapes=((3, 4), (5,), (2, 3, 2)), seed: int = 0, rtol: float = 1e-9) -> None:
+    """Run the exported optimizer and `ProgramOptimizer` on the same gradients; compare."""
+    gen = torch.Generator().manual_seed(seed)
+    ws = [torch.randn(s, generator=gen) for s in shapes]
+    ours = [torch.nn.Parameter(w.clone()) for w in ws]
+    theirs = [w.clone() for w in ws]
+    opt = exported(program)(ours, lr=lr, foreach=foreach)
+    interp = ProgramOptimizer(program, theirs)
+    for _ in range(steps):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for p, g in zip(ours, grads):
+            p.grad = g.clone()
+        opt.step()
+        interp.step(grads, lr)
+        for p, g in zip(ours, grads):
+            assert torch.equal(p.grad, g), "the exported optimizer wrote into a gradient"
+    for p, w in zip(ours, theirs):
+        torch.testing.assert_close(p.detach(), w, rtol=rtol, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("name", zoo_names())
+def test_exported_zoo_matches_interpreter(name, foreach):
+    interpreter_vs_export(load_zoo(name), foreach, steps=20)
+
+
+def _op_programs() -> list[tuple[str, str]]:
+    """For every op: tiny programs using it with tensors, with a constant, `lr`, `step`, a
+    per-tensor scalar or a global scalar in each argument (where its types allow)."""
+    out = []
+    scalars = ["0.7", "lr", "step", "n", "gn"]
+    for op in OPS.values():
+        tensors = ["g", "m", "w"]
+        patterns = [[tensors[k % 3] for k in range(op.arity)]]
+        for pos, want in enumerate(op.types()):
+            if want == "any":
+                patterns += [[s if k == pos else tensors[k % 3] for k in range(op.arity)] for s in scalars]
+        if all(t == "any" for t in op.types()):
+            patterns += [[scalars[(k + j) % 5] for k in range(op.arity)] for j in range(5)]
+        for args in patterns:
+            call = (f"{args[0]} {op.symbol} {args[1]}" if op.symbol and op.arity == 2
+                    else f"{op.symbol}{args[0]}" if op.symbol else f"{op.name}({', '.join(args)})")
+            out.append((f"{op.name}[{','.join(args)}]", f"""def t(w, g, lr, step, m):
+    n = norm(g)
+    gn = global_norm(g)
+    a = {call}
+    b = g * a
+    m = m + b
+    update = m * lr
+    return update, m
+"""))
+    return out
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("case", _op_programs(), ids=lambda c: c[0])
+def test_every_op_exports(case, foreach):
+    interpreter_vs_export(parse_program(case[1]), foreach, steps=3, rtol=1e-7)
+
+
+def test_every_op_is_covered_by_the_completeness_test():
+    covered = {name.split("[")[0] for name, _ in _op_programs()}
+    assert covered == set(OPS)
+
+
+# Random programs: export ≡ interpreter, whatever the fusions and in-place writes do.
+_TENSOR_OPS = [op for op in OPS.values() if op.kind == "elementwise"]
+
+
+@st.composite
+def random_programs(draw) -> Program:
+    state = ["m", "v"][: draw(st.integers(0, 2))]
+    names = ["w", "g", "lr", "step", *state]
+    tensors = ["w", "g", *state]
+    body = []
+    safe_ops = [op for op in OPS.values() if op.name not in ("exp", "power", "log", "div", "reciprocal")]
+    for k in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(safe_ops))
+        args = []
+        for want in op.types():
+            pool = tensors if want == "tensor" else names
+            if want == "any" and draw(st.booleans()):
+                args.append(Var(draw(st.sampled_from(pool))))
+            elif want == "any" and draw(st.booleans()):
+                from optsearch.dsl.ir import Const
+                args.append(Const(draw(st.sampled_from([0.5, 0.9, 0.01, 1e-8, 2.0]))))
+            else:
+                args.append(Var(draw(st.sampled_from(pool))))
+        target = draw(st.sampled_from(["x", "y", "z", "update", *state, "g"]))
+        body.append(Statement(target, op.name, tuple(args)))
+        names.append(target) if target not in names else None
+    program = Program("rand", ("w", "g", "lr", "step", *state), tuple(body),
+                      tuple(draw(st.sampled_from(["x", "y", "z", "update", "g", "w", *state])) for _ in range(1 + len(state))))
+    from optsearch.dsl.analysis import check
+    try:
+        check(program)
+    except ProgramError:
+        from hypothesis import assume
+        assume(False)
+    return program
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(random_programs(), st.booleans())
+def test_random_programs_export_like_the_interpreter(program, foreach):
+    interpreter_vs_export(program, foreach, steps=3, lr=0.1, rtol=1e-6)
+
+
+# Constants become named constructor arguments.
+
+def _args(name: str) -> dict[str, str]:
+    return {h.arg: h.default for h in name_constants(load_zoo(name)).hyper}
+
+
+def test_constants_are_named_by_their_role():
+    assert _args("adamw") == {"betas": "(0.9, 0.999)", "eps": "1e-08", "weight_decay": "0.01"}
+    assert _args("lion") == {"betas": "(0.9, 0.99)", "weight_decay": "0.01"}
+    assert _args("adamax") == {"betas": "(0.9, 0.999)", "eps": "1e-08"}
+    assert _args("sgd_momentum") == _args("nesterov") == {"momentum": "0.9"}
+    assert _args("rmsprop") == {"beta": "0.99", "eps": "1e-08"}
+    assert _args("adagrad") == {"eps": "1e-10"}
+    assert _args("sgd") == {}
+    odd = parse_program("def f(w, g, lr):\n    u = g * 0.5\n    u = u + 3.0\n    update = u * lr\n    return update\n")
+    assert [h.arg for h in name_constants(odd).hyper] == ["c0", "c1"]
+
+
+def test_changing_betas_changes_every_use_like_torch_adam():
+    ours, ref = mlp(), mlp()
+    train(ours, exported("adam")(ours.parameters(), lr=1e-2, betas=(0.8, 0.95), eps=1e-6))
+    train(ref, torch.optim.Adam(ref.parameters(), lr=1e-2, betas=(0.8, 0.95), eps=1e-6))
+    assert_same_params(ours, ref)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=-0.1), "Invalid learning rate: -0.1"),
+    (dict(betas=(1.5, 0.999)), "Invalid beta parameter at index 0: 1.5"),
+    (dict(betas=(0.9, -0.2)), "Invalid beta parameter at index 1: -0.2"),
+    (dict(betas=(0.9,)), "Invalid betas: expected 2 values"),
+    (dict(eps=-1e-8), "Invalid epsilon value: -1e-08"),
+    (dict(weight_decay=-0.1), "Invalid weight_decay value: -0.1"),
+])
+def test_bad_arguments_raise_value_error_echoing_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        exported("adamw")(mlp().parameters(), **kwargs)
+
+
+def test_single_beta_and_momentum_are_validated():
+    with pytest.raises(ValueError, match="Invalid momentum value: 1.5"):
+        exported("sgd_momentum")(mlp().parameters(), momentum=1.5)
+    with pytest.raises(ValueError, match="Invalid beta value: -0.5"):
+        exported("signum")(mlp().parameters(), beta=-0.5)
+
+
+# Behaves like a torch optimizer.
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+def test_param_groups_have_their_own_hyperparameters(foreach):
+    def groups(model):
+        first, last = model[0], model[2]
+        return [{"params": first.parameters(), "lr": 3e-2, "betas": (0.8, 0.99), "eps": 1e-6},
+                {"params": last.parameters(), "weight_decay": 0.1}]
+
+    ours, ref = mlp(), mlp()
+    train(ours, exported("adamw")(groups(ours), lr=1e-2, foreach=foreach))
+    train(ref, torch.optim.AdamW(groups(ref), lr=1e-2))
+    assert_same_params(ours, ref)
+
+
+def test_lion_param_groups_match_lion_pytorch():
+    from lion_pytorch import Lion
+
+    def groups(model):
+        return [{"params": model[0].parameters(), "lr": 3e-3, "betas": (0.95, 0.98)},
+                {"params": model[2].parameters(), "weight_decay": 0.1}]
+
+    ours, ref = mlp(), mlp()
+    train(ours, exported("lion")(groups(ours), lr=1e-3))
+    train(ref, Lion(groups(ref), lr=1e-3, weight_decay=0.01))
+    assert_same_params(ours, ref)
+
+
+def test_lr_schedulers_drive_the_exported_optimizer():
+    ours, ref = mlp(), mlp()
+    opt_ours = exported("adam")(ours.parameters(), lr=1e-2)
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    train(ours, opt_ours, scheduler=torch.optim.lr_scheduler.StepLR(opt_ours, step_size=10, gamma=0.3))
+    train(ref, opt_ref, scheduler=torch.optim.lr_scheduler.StepLR(opt_ref, step_size=10, gamma=0.3))
+    assert_same_params(ours, ref)
+    assert opt_ours.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.3 ** 4)
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+def test_state_dict_round_trip_resumes_bit_identically(foreach):
+    Adamw = exported("adamw")
+    model = mlp()
+    opt = Adamw(model.parameters(), lr=1e-2, foreach=foreach)
+    train(model, opt, steps=10)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    state = saved["state"][0]
+    assert set(state) == {"step", "m", "v"} and all(isinstance(t, torch.Tensor) for t in state.values())
+    assert state["step"].item() == 10
+
+    resumed = copy.deepcopy(model)
+    opt2 = Adamw(resumed.parameters(), lr=1e-2, foreach=foreach)
+    opt2.load_state_dict(saved)
+    train(model, opt, steps=10)
+    train(resumed, opt2, steps=10)
+    for p, q in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_state_the_update_never_reads_is_not_stored():
+    program = parse_program("""def f(w, g, lr, m, junk):
+    m = interp(g, m, 0.9)
+    junk = junk + g
+    update = m * lr
+    return update, m, junk
+""")
+    model = mlp()
+    opt = exported(program)(model.parameters(), lr=1e-2)
+    train(model, opt, steps=2)
+    assert set(opt.state_dict()["state"][0]) == {"step", "m"}
+    interpreter_vs_export(program, foreach=True, steps=5)
+
+
+def test_closure_is_called_with_grad_enabled_and_its_loss_returned():
+    model = mlp()
+    opt = exported("adam")(model.parameters(), lr=1e-2)
+
+    def closure():
+        assert torch.is_grad_enabled()
+        opt.zero_grad()
+        loss = loss_of(model)
+        loss.backward()
+        return loss
+
+    first = opt.step(closure)
+    assert isinstance(first, torch.Tensor)
+    assert opt.step(closure) < first
+
+
+def test_parameters_without_gradient_are_skipped():
+    model = mlp()
+    frozen = model[2].weight
+    frozen.requires_grad_(False)
+    before = frozen.clone()
+    opt = exported("adamw")(model.parameters(), lr=1e-2)
+    train(model, opt, steps=3)
+    assert torch.equal(frozen, before) and frozen not in opt.state
+
+
+def test_sparse_gradients_are_refused():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="Adam does not support sparse gradients"):
+        exported("adam")(emb.parameters(), lr=1e-2).step()
+
+
+def test_maximize_flips_the_direction_like_torch():
+    ours, ref = mlp(), mlp()
+    train(ours, exported("adam")(ours.parameters(), lr=1e-3, maximize=True), steps=5)
+    train(ref, torch.optim.Adam(ref.parameters(), lr=1e-3, maximize=True), steps=5)
+    assert_same_params(ours, ref)
+
+
+def test_foreach_defaults_to_on_for_cpu_tensors():
+    Adam = exported("adam")
+    opt = Adam(mlp().parameters())
+    assert opt.param_groups[0]["foreach"] is None
+    module = __import__("sys").modules[Adam.__module__] if Adam.__module__ in __import__("sys").modules else None
+    source = export_program(load_zoo("adam"))
+    namespace: dict = {}
+    exec(compile(source, "<adam>", "exec"), namespace)
+    assert namespace["_foreach_by_default"]([torch.zeros(2), torch.zeros(3)])
+    assert not namespace["_foreach_by_default"]([torch.zeros(2), torch.zeros(3, dtype=torch.float32)])
+    del module
+
+
+# The module itself.
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_generated_module_imports_only_torch(name):
+    tree = ast.parse(export_program(load_zoo(name)))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {m.split(".")[0] for m in imported} <= {"torch", "__future__"}
+    assert "optsearch" not in export_program(load_zoo(name)).replace("optsearch program", "")\
+        .replace("optsearch export", "")
+
+
+def test_docstring_holds_the_program_and_its_math():
+    doc = exported("adamw").__doc__
+    assert "def adamw(w, g, lr, step, m, v):" in doc and "m = interp(g, m, 0.9)" in doc
+    assert "m = interp(g, m, beta1)" in doc and "(1 - a) * x + a * y" in doc
+    assert "betas:" in doc and "(default: (0.9, 0.999))" in doc
+
+
+def test_global_norm_is_documented_as_spanning_the_param_group():
+    program = parse_program("def f(w, g, lr):\n    n = global_norm(g)\n    u = g / n\n    update = u * lr\n"
+                            "    return update\n")
+    assert "spans all parameters of a param group" in exported(program).__doc__
+
+
+def test_class_name_defaults_to_camel_case_and_can_be_chosen():
+    assert class_name_for(load_zoo("sgd_momentum")) == "SgdMomentum"
+    assert exported("lion", "MyLion").__name__ == "MyLion"
+    with pytest.raises(OptsearchError, match="class name"):
+        export_program(load_zoo("lion"), "not valid")
+
+
+def test_invalid_program_raises_program_error():
+    bad = Program("bad", ("w", "g", "lr"), (Statement("update", "sgn", (Var("g"),)),), ("update",))
+    with pytest.raises(ProgramError, match="unknown op 'sgn'"):
+        export_program(bad)
+
+
+def test_write_export_creates_folders(tmp_path):
+    path = write_export(load_zoo("lion"), tmp_path / "deep" / "lion_opt.py", class_name="Lion")
+    assert path.exists() and "class Lion(Optimizer):" in path.read_text()
+
+
+def test_programs_may_reuse_python_and_generated_names():
+    program = parse_program("""def f(w, g, lr, torch, steps):
+    zip = g + torch
+    float = zip * 0.5
+    steps = interp(g, steps, 0.9)
+    w = w * 1.5
+    update = float + w
+    update = update * lr
+    return update, steps, zip
+""")
+    for foreach in (True, False):
+        interpreter_vs_export(program, foreach, steps=4)
