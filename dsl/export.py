@@ -7,6 +7,15 @@ path (`_multi_tensor_*`, `torch._foreach_*` over all tensors, default on CPU and
 compute `w <- w - update` with the program's semantics; only live statements and live state
 are emitted.
 
+The fast path writes each result into memory whose value is dead (never a gradient or a
+parameter) and folds common idioms into single calls: `interp` into `_foreach_lerp_`, a moving
+average of a square into `mul_` + `addcmul_`, and the end of the update (`* lr`, decoupled
+decay, a division, a bias correction) into the write of the parameters. `global_norm` spans all
+parameters of a param group; in the plain path it splits the loop over parameters in two.
+`step` is kept per parameter as a float64 tensor (exact counts) and used in the parameter's
+dtype, as the interpreter does, except in a bias correction with a named beta, which the fast
+path computes in Python floats, as torch's Adam does.
+
 Constants become constructor arguments named by their role (`name_constants`): a coefficient
 of `interp`, `bias_correct` or of a state times a constant is a beta, `w * c` added to the
 update is `weight_decay`, a small constant added on the way to a denominator is `eps`, anything
@@ -16,10 +25,12 @@ and in `bias_correct` is one `betas[0]` and changing it changes both, as in `tor
 from __future__ import annotations
 
 import keyword
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from optsearch.dsl.analysis import Analysis, check
+from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.ir import Const, Program, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement, print_program
@@ -130,25 +141,33 @@ def name_constants(program: Program, analysis: Analysis | None = None) -> Consta
 _RESERVED = frozenset({
     "torch", "Tensor", "Optimizer", "float", "len", "zip", "enumerate", "range", "list", "self",
     "params", "grads", "steps", "group", "state", "p", "loss", "closure", "foreach", "maximize",
-    "impl", "i", "t", "lr", "betas", "beta", "momentum", "eps", "weight_decay", "defaults",
+    "impl", "i", "t", "lr", "betas", "beta", "momentum", "eps", "weight_decay", "defaults", "step_w",
 })
-_SUFFIXES = ("_i", "_state", "_all", "_new", "_v")
+_SUFFIXES = ("_i", "_state", "_all", "_new", "_v", "_global")
 
 
 def _python_names(program: Program, constants: Constants) -> dict[str, str]:
-    """Program variable -> Python name: its own, unless generated code uses that name itself."""
+    """Program variable -> Python name: its own, unless generated code uses that name itself.
+
+    A statement assigning `lr` gets its own name too (key `"=lr"`): the plain path's loop
+    shares `lr` between parameters, so it must never be rebound there.
+    """
     taken = set(program.params) | {s.target for s in program.body}
-    reserved = _RESERVED | set(constants.code) | {n for h in constants.hyper for n in h.code_names}
+    reserved = _RESERVED | {n for h in constants.hyper for n in h.code_names}
+
+    def rename(name: str) -> str:
+        new, k = f"{name}_v", 1
+        while new in taken or new in reserved:
+            new, k = f"{name}_v{k}", k + 1
+        taken.add(new)
+        return new
+
     out: dict[str, str] = {}
     for name in dict.fromkeys(program.params + tuple(s.target for s in program.body)):
-        new = name
-        if name not in ("w", "g", "lr", "step") and (
-                name in reserved or keyword.iskeyword(name) or name.startswith("_") or name.endswith(_SUFFIXES)):
-            new, k = f"{name}_v", 1
-            while new in taken or new in reserved:
-                new, k = f"{name}_v{k}", k + 1
-        taken.add(new)
-        out[name] = new
+        clash = name in reserved or keyword.iskeyword(name) or name.startswith("_") or name.endswith(_SUFFIXES)
+        out[name] = rename(name) if clash and name not in ("w", "g", "lr", "step") else name
+    if any(s.target == "lr" for s in program.body):
+        out["=lr"] = rename("lr")
     return out
 
 
@@ -167,14 +186,16 @@ def strip_parens(text: str) -> str:
 def format_expr(op_name: str, parts: list[tuple[str, bool]]) -> tuple[str, bool]:
     """The op's per-tensor `expr` over `(text, is_number)` arguments -> `(text, is_number)`.
 
-    A Python number goes in as is where the op accepts one; elsewhere, and when every argument
-    is a number, it becomes a 0-d float64 tensor (`_scalar`) so the math keeps IEEE semantics
-    (`1 / 0` is inf, not an exception). A statement over numbers only gives a number again.
+    A Python number goes in as is where the op accepts one; elsewhere it becomes a 0-d tensor
+    like the first tensor argument (`_scalar(x, like)`), or a float64 one when every argument is
+    a number, so the math keeps IEEE semantics (`1 / 0` is inf, not an exception). A statement
+    over numbers only gives a number again.
     """
     op = OPS[op_name]
-    numbers_only = all(n for _, n in parts)
-    args = [f"_scalar({t})" if n and (numbers_only or k not in op.number_args) else t
-            for k, (t, n) in enumerate(parts)]
+    like = next((t for t, n in parts if not n), None)
+    numbers_only = like is None
+    args = [(f"_scalar({t})" if numbers_only else f"_scalar({t}, {like})")
+            if n and (numbers_only or k not in op.number_args) else t for k, (t, n) in enumerate(parts)]
     text = op.expr.format(*args)
     if numbers_only and op.kind == "elementwise":
         return f"float({text})", True
@@ -204,7 +225,10 @@ class _Codegen:
 
     def name(self, src) -> str:
         """Python name of a value: a statement's target or an input."""
-        return self.names[self.program.body[src].target] if isinstance(src, int) else self.names[src]
+        if isinstance(src, int):
+            target = self.program.body[src].target
+            return self.names["=lr" if target == "lr" else target]
+        return self.names[src]
 
     def operand(self, i: int, pos: int) -> tuple[object, str]:
         """(source or None for a constant, text) of argument `pos` of statement `i`."""
@@ -218,12 +242,11 @@ class _Codegen:
                      for k, arg in enumerate(s.args))
         return format_statement(replace(s, args=args))
 
-    def signature(self, per_tensor: bool) -> str:
+    def signature(self, per_tensor: bool) -> list[str]:
         lists = ["params", "grads"] if per_tensor else ["w", "g"]
         lists += [f"{self.names[s]}_state" if per_tensor else self.names[s] for s in self.state]
         lists += ["steps"] if self.uses_step else []
-        hyper = ["lr"] + [n for h in self.constants.hyper for n in h.code_names] + ["maximize"]
-        return f"{', '.join(lists)}, *, {', '.join(hyper)}"
+        return lists + ["*", "lr", *(n for h in self.constants.hyper for n in h.code_names), "maximize"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,61 +260,69 @@ def _single_tensor(cg: _Codegen, fn: str) -> list[str]:
         number[i] = OPS[body[i].op].kind == "elementwise" and all(
             number[r] if r is not None else True for r in a.reads[i])
 
-    # A global op needs every tensor's argument first: it splits the loop into stages.
+    # A global op needs its argument for every tensor first: it splits the loop into stages.
+    # Values crossing stages are kept in lists (`x_all`); global values live outside the loops
+    # under a name no loop rebinds.
     stages: list[list[int]] = [[]]
+    glob: list[int] = []
     for i in cg.live:
         if OPS[body[i].op].kind == "global":
+            glob.append(i)
             stages.append([])
-        stages[-1].append(i)  # a global statement opens its stage
+        else:
+            stages[-1].append(i)
     stage_of = {i: k for k, st in enumerate(stages) for i in st}
     update, finals = a.outputs[0], cg.finals
-    end_reads = [update] + [f for f in finals.values()]
-    reads_in: list[list] = [[r for i in st for r in a.reads[i] if r is not None] for st in stages]
-    reads_in[-1] += end_reads
-
-    lines = [f"def {fn}({cg.signature(per_tensor=True)}):",
-             '    """The update, one parameter tensor at a time (the plain path)."""']
-    if any(r == "g" for rs in reads_in for r in rs):
-        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
+    reads_in = [[r for i in st for r in a.reads[i] if r is not None] for st in stages]
+    reads_in[-1] += [update, *finals.values()]
+    for k, i in enumerate(glob):  # the global op between stages k and k + 1 reads stage <= k
+        reads_in[k].extend(r for r in a.reads[i] if r is not None and stage_of.get(r, -1) < k)
+    crossing = [i for k, st in enumerate(stages) for i in st
+                if any(i in reads_in[j] for j in range(k + 1, len(stages))) or any(i in a.reads[j] for j in glob)]
+    text = {src: cg.name(src) for src in cg.live}
+    counts = Counter(cg.name(i) for i in crossing)
+    listed = {i: f"{cg.name(i)}_all" + (str(i) if counts[cg.name(i)] > 1 else "") for i in crossing}
+    assigned = {cg.name(i) for st in stages for i in st}
+    for i in glob:
+        if text[i] in assigned or sum(cg.name(j) == text[i] for j in glob) > 1:
+            text[i] = f"{cg.name(i)}_global{i}"
     list_of = {"w": "params", "g": "grads", **{s: f"{cg.names[s]}_state" for s in cg.program.state}}
-    w_rebound = any(body[i].target == "w" for i in cg.live)
+
+    lines = [*_wrap(f"def {fn}(", cg.signature(per_tensor=True), "):"),
+             '    """The update, one parameter tensor at a time (the plain path)."""']
+    if any("g" in rs for rs in reads_in):
+        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
     for k, stage in enumerate(stages):
-        head, loop = [], [i for i in stage if OPS[body[i].op].kind != "global"]
-        if stage and OPS[body[stage[0]].op].kind == "global":
-            i = stage[0]
-            src, _ = cg.operand(i, 0)
-            arg = f"{cg.name(src)}_all" if isinstance(src, int) else list_of[src]
-            head.append(f"    {cg.name(i)} = {OPS[body[i].op].expr.format(arg)}")
-        later = [r for j in range(k + 1, len(stages)) for r in reads_in[j]]
-        crossing = [i for i in loop if i in later]
-        lines += head + [f"    {cg.name(i)}_all = []" for i in crossing]
-        if not loop and k < len(stages) - 1:
-            continue
-        lines.append("    for i, w in enumerate(params):")
-        needed = dict.fromkeys(r for r in reads_in[k] if not (isinstance(r, int) and stage_of.get(r) == k))
-        for r in needed:
-            if r == "step":
-                lines.append("        step = steps[i]")
-            elif r in list_of and r != "w":
-                lines.append(f"        {cg.name(r)} = {list_of[r]}[i]")
-            elif isinstance(r, int) and OPS[body[r].op].kind != "global":
-                lines.append(f"        {cg.name(r)} = {cg.name(r)}_all[i]")
-        for i in loop:
-            parts = [(text, number[src] if src is not None else True)
-                     for src, text in (cg.operand(i, k2) for k2 in range(len(body[i].args)))]
-            text, _ = format_expr(body[i].op, parts)
-            lines.append(f"        {cg.name(i)} = {strip_parens(text)}")
-        lines += [f"        {cg.name(i)}_all.append({cg.name(i)})" for i in crossing]
-    # The end: parameter first, then state; values living in a buffer about to change are copied.
+        lines += [f"    {listed[i]} = []" for i in stage if i in listed]
+        if stage or k == len(stages) - 1:
+            lines.append("    for i, w in enumerate(params):")
+            for r in dict.fromkeys(r for r in reads_in[k] if r != "w" and stage_of.get(r) != k):
+                if r == "step":  # in the parameter's dtype, as the program computes
+                    lines.append("        step = steps[i].to(w)")
+                elif r in list_of:
+                    lines.append(f"        {cg.name(r)} = {list_of[r]}[i]")
+                elif isinstance(r, int) and r in listed:
+                    lines.append(f"        {cg.name(r)} = {listed[r]}[i]")
+            for i in stage:
+                parts = [(t if src is None else text.get(src, t), number[src] if src is not None else True)
+                         for src, t in (cg.operand(i, p) for p in range(len(body[i].args)))]
+                lines.append(f"        {text[i]} = {strip_parens(format_expr(body[i].op, parts)[0])}")
+            lines += [f"        {listed[i]}.append({text[i]})" for i in stage if i in listed]
+        if k < len(glob):
+            i = glob[k]
+            src = a.reads[i][0]
+            lines.append(f"    {text[i]} = {OPS[body[i].op].expr.format(listed.get(src) or list_of[src])}")
+    # The end: the parameter, then the state; a value whose memory changes first is copied.
     new_name = {}
     for s, f in finals.items():
         if f == "w" or (f in cg.program.state and f != s):
             new_name[s] = f"{cg.names[s]}_new"
             lines.append(f"        {new_name[s]} = {cg.name(f)}.clone()")
-    lines.append(f"        {'params[i]' if w_rebound else 'w'}.sub_({cg.name(update)})")
+    w_rebound = any(body[i].target == "w" for i in cg.live)
+    lines.append(f"        {'params[i]' if w_rebound else 'w'}.sub_({text.get(update, cg.name(update))})")
     for s, f in finals.items():
         if f != s:
-            lines.append(f"        {cg.names[s]}_state[i].copy_({new_name.get(s, cg.name(f))})")
+            lines.append(f"        {cg.names[s]}_state[i].copy_({new_name.get(s, text.get(f, cg.name(f)))})")
     return lines
 
 
@@ -344,24 +375,26 @@ class _ForeachWriter:
     # -- planning ---------------------------------------------------------------------------
 
     def text(self, src) -> str:
-        return "steps" if src == "step" else self.cg.name(src)
+        return "step_w" if src == "step" else self.cg.name(src)
 
     def n_reads(self, src) -> int:
         return len(self.readers.get(src, [])) + self.end_reads.count(src)
 
     def _stable(self, src, start: int, stop: int, skip=()) -> bool:
         """Whether `src`'s Python name still means `src` up to position `stop` (statements in
-        `skip` are not written out, so they bind no name)."""
+        `skip` are folded into the final write, so they bind no name)."""
         name = self.text(src)
-        return not any(self.cg.name(e) == name for e in self.cg.live
-                       if start < e < stop and e not in skip and e not in self.absorbed)
+        return not any(self.cg.name(e) == name for e in self.cg.live if start < e < stop and e not in skip)
 
     def _plan_squares(self) -> None:
         """`v = interp(square(g), v, b)` -> `v *= b; v += (1 - b) * g * g` (no temporary)."""
         for j in self.cg.live:
-            if self.body[j].op != "square" or self.kind[j] != "list" or self.n_reads(j) != 1:
+            if self.body[j].op != "square" or self.kind[j] != "list" or len(self.readers.get(j, [])) != 1 \
+                    or self.n_reads(j) != 1:
                 continue
             i = self.readers[j][0]
+            if i in self.squares:
+                continue
             pos = self.a.reads[i].index(j)
             op, reads = self.body[i].op, self.a.reads[i]
             ok = (op == "interp" and pos < 2 and self._kind_at(i, 2) == "num"
@@ -393,7 +426,8 @@ class _ForeachWriter:
         if taken and self._only_use(core, "add"):
             for k in (0, 1):
                 y, d = a.reads[core][k], a.reads[core][1 - k]
-                if self._only_use(d, "mul") and "w" in a.reads[d] and self.kind[y] == "list" and y != "w":
+                if (self._only_use(d, "mul") and "w" in a.reads[d] and y not in (None, "w")
+                        and self.kind[y] == "list"):
                     c = next(p for p in (0, 1) if a.reads[d][p] != "w")
                     if self._kind_at(d, c) == "num":
                         t["decay"], t["core"] = self.cg.operand(d, c)[1], y
@@ -452,14 +486,17 @@ class _ForeachWriter:
 
     # -- emission ---------------------------------------------------------------------------
 
-    def writable(self, src, pos: int, i: int) -> bool:
+    def writable(self, src, pos: float, i: int) -> bool:
         b = self.buf.get(src)
         if b is None or b in ("params", "grads") or self.held.get(b) != src or max(self.uses[src]) > pos:
             return False
         return b.startswith("tmp:") or self.destined.get(i) == b[len("state:"):]
 
     def emit(self, line: str, comment: str | None = None) -> None:
-        self.lines.append(f"    {line}" + (f"  # {comment}" if comment else ""))
+        """One line of code; the program statement it computes goes after it, or above if long."""
+        if comment and len(line) + len(comment) > 92:
+            self.lines.append(f"    # {comment}")
+        self.lines.append(f"    {line}" + (f"  # {comment}" if comment and len(line) + len(comment) <= 92 else ""))
 
     def _result(self, i: int, line: str, comment: str, inplace_of=None) -> None:
         """Emit `line` computing statement `i`; in place into `inplace_of`'s memory, or fresh."""
@@ -482,7 +519,7 @@ class _ForeachWriter:
             kd = "num" if src is None else self.kind[src]
             if kd in ("list", "scalars"):
                 text = self.text(src)
-                iterated[text] = "step_i" if text == "steps" else f"{text}_i"
+                iterated[text] = f"{text}_i"
                 parts.append((iterated[text], False))
             else:
                 parts.append((text, kd == "num"))
@@ -492,7 +529,7 @@ class _ForeachWriter:
             return f"[{expr} for {el} in {lst}]"
         return f"[{expr} for {', '.join(iterated.values())} in zip({', '.join(iterated)})]"
 
-    def statement(self, i: int, pos: int | None = None) -> None:
+    def statement(self, i: int, pos: float | None = None) -> None:
         pos = i if pos is None else pos
         s, op, cg = self.body[i], OPS[self.body[i].op], self.cg
         operands = [(src, self.text(src) if src is not None else text)
@@ -512,8 +549,8 @@ class _ForeachWriter:
             return self._result(i, strip_parens(line), comment)
         if i in self.squares and self._fused_square(i, pos, comment):
             return
-        if i in self.squares:  # could not fuse after all: compute the square here
-            self.statement(self.squares[i], pos)
+        if i in self.squares:  # could not fuse after all: compute the square here, before `i` reads
+            self.statement(self.squares[i], pos - 0.5)
         if s.op == "bias_correct" and self._bias_correct(i, pos, operands, comment):
             return
         arrangements = [operands]
@@ -531,7 +568,10 @@ class _ForeachWriter:
         arrangements = [arr for arr in arrangements if valid(arr)]
         if not arrangements:
             return self._result(i, self._comprehension(i), comment)
-        best = next((arr for arr in arrangements if self.writable(arr[0][0], pos, i)), None)
+        writable = [arr for arr in arrangements if self.writable(arr[0][0], pos, i)]
+        # Prefer writing into the state this value becomes: no copy at the end.
+        best = next((arr for arr in writable if self.buf[arr[0][0]] == f"state:{self.destined.get(i)}"),
+                    writable[0] if writable else None)
         arr = best or arrangements[0]
         texts = [f"[{t}] * len({arr[0][1]})" if src is not None and self.kind[src] == "tensor0" else t
                  for src, t in arr]
@@ -539,7 +579,7 @@ class _ForeachWriter:
             return self._result(i, op.foreach.format(*texts), comment)
         self._result(i, op.foreach.replace("(", "_(", 1).format(*texts), comment, inplace_of=arr[0][0])
 
-    def _bias_correct(self, i: int, pos: int, operands, comment: str) -> bool:
+    def _bias_correct(self, i: int, pos: float, operands, comment: str) -> bool:
         """`x / (1 - beta ** step)` with a validated beta: one division by a list of numbers."""
         (x, xt), (b, bt), (st, _) = operands
         if b is not None or bt not in self.cg.constants.betas or st != "step" or self.kind[x] != "list":
@@ -551,7 +591,7 @@ class _ForeachWriter:
             self._result(i, f"torch._foreach_div({xt}, {denominators})", comment)
         return True
 
-    def _fused_square(self, i: int, pos: int, comment: str) -> bool:
+    def _fused_square(self, i: int, pos: float, comment: str) -> bool:
         j = self.squares[i]
         x, xt = self.a.reads[j][0], self.text(self.a.reads[j][0])
         k = self.a.reads[i].index(j)
@@ -559,6 +599,7 @@ class _ForeachWriter:
         if not self.writable(acc, pos, i) or self.buf.get(x) == self.buf[acc]:
             return False
         at = self.text(acc)
+        comment = f"{self.cg.named_statement(j)}; {comment}"
         if self.body[i].op == "interp":
             b = self.cg.operand(i, 2)[1]
             keep, add = (b, f"1 - {b}") if k == 0 else (f"1 - {b}", b)
@@ -570,8 +611,10 @@ class _ForeachWriter:
 
     def write(self, fn: str) -> list[str]:
         cg = self.cg
-        head = [f"def {fn}({cg.signature(per_tensor=False)}):",
-                '    """The update over lists of tensors, one `torch._foreach_*` call per statement."""']
+        head = [*_wrap(f"def {fn}(", cg.signature(per_tensor=False), "):"),
+                '    """The update over lists of tensors (the fast path). Every name is a list with one',
+                "    tensor per parameter; a result may overwrite memory whose value is not needed any more",
+                '    (never a gradient or a parameter before the final write)."""']
         if "g" in self.uses:
             self.emit("if maximize:")
             self.emit("    g = torch._foreach_neg(g)")
@@ -596,30 +639,32 @@ class _ForeachWriter:
         self._write_tail(params)
         for line in copies:
             self.emit(line)
+        if any("step_w" in line for line in self.lines):  # `step` in the dtype of each parameter
+            handles.append("step_w = [step.to(w_i) for step, w_i in zip(steps, w)]")
         return head + [f"    {h}" for h in handles] + self.lines
 
     def _write_tail(self, params: str) -> None:
-        t, a = self.tail, self.a
+        t = self.tail
         if t is None:
             return self.emit(f"torch._foreach_sub_({params}, {self.text(self.update)})", "w = w - update")
-        absorbed = [self.cg.named_statement(i) for i in sorted(self.absorbed) if self.absorbed[i] == self.END]
-        comment = "w = w - update, where " + "; ".join(absorbed)
+        self.lines.append("    # w = w - update, where")
+        self.lines += [f"    #     {self.cg.named_statement(i)}" for i in sorted(self.absorbed)
+                       if self.absorbed[i] == self.END]
         scale = t["scale"]
         if t["decay"]:
             factor = f"1 - {scale} * {t['decay']}" if scale else f"1 - {t['decay']}"
-            self.emit(f"torch._foreach_mul_({params}, {factor})", comment)
-            comment = None
+            self.emit(f"torch._foreach_mul_({params}, {factor})")
         if t["div"]:
             n, d = (self.text(r) for r in t["div"])
             if t["coef"]:
                 value = f"[-{scale or 1} / (1 - {t['coef']} ** step.item()) for step in steps]"
             else:
                 value = f"-{scale}" if scale else "-1.0"
-            self.emit(f"torch._foreach_addcdiv_({params}, {n}, {d}, {value})", comment)
+            self.emit(f"torch._foreach_addcdiv_({params}, {n}, {d}, {value})")
         elif scale:
-            self.emit(f"torch._foreach_add_({params}, {self.text(t['core'])}, alpha=-{scale})", comment)
+            self.emit(f"torch._foreach_add_({params}, {self.text(t['core'])}, alpha=-{scale})")
         else:
-            self.emit(f"torch._foreach_sub_({params}, {self.text(t['core'])})", comment)
+            self.emit(f"torch._foreach_sub_({params}, {self.text(t['core'])})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,9 +681,12 @@ _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
     "weight_decay": ("0.0 <= {x}", "Invalid weight_decay value: {{{x}}}"),
 }
 _HELPERS = {
-    "_scalar(": '''def _scalar(x: float) -> Tensor:
-    """A number as a 0-d float64 tensor, so scalar math keeps IEEE semantics (1 / 0 is inf)."""
-    return torch.tensor(x, dtype=torch.float64)''',
+    "_scalar(": '''def _scalar(x: float, like: Tensor | None = None) -> Tensor:
+    """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
+    that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
+    if like is None:
+        return torch.tensor(x, dtype=torch.float64)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)''',
 }
 
 
@@ -652,8 +700,6 @@ def export_program(program: Program, class_name: str | None = None) -> str:
 
     Raises `ProgramError` if the program is invalid, `OptsearchError` for a bad class name.
     """
-    from optsearch.dsl.errors import OptsearchError
-
     a = check(program)
     cls = class_name or class_name_for(program)
     if not cls.isidentifier() or keyword.iskeyword(cls) or cls in ("torch", "Tensor", "Optimizer") \
@@ -695,7 +741,7 @@ __all__ = ["{cls}"]'''
 
 
 _FOREACH_DEFAULT = '''def _foreach_by_default(params: list[Tensor]) -> bool:
-    """foreach=None: the torch._foreach_* path when all tensors share one CPU or CUDA device and dtype."""
+    """foreach=None means foreach when all tensors share one CPU or CUDA device and dtype."""
     first = params[0]
     return first.device.type in ("cpu", "cuda") and all(
         p.device == first.device and p.dtype == first.dtype for p in params)'''
@@ -740,12 +786,15 @@ def _docstring(cg: _Codegen) -> list[str]:
 
 
 def _wrap(opening: str, args: list[str], closing: str, width: int = 100) -> list[str]:
-    """`opening + args + closing` on one line, or one argument per line when too long."""
-    line = opening + ", ".join(args) + closing
-    if len(line) <= width:
-        return [line]
-    indent = " " * (len(opening) - len(opening.lstrip()) + 4)
-    return [opening.rstrip()] + [f"{indent}{a}," for a in args] + [" " * (len(indent) - 4) + closing.strip()]
+    """`opening + args + closing`, continued under the opening parenthesis when too long."""
+    lines, indent = [opening], " " * len(opening)
+    for k, arg in enumerate(args):
+        piece = arg + (", " if k < len(args) - 1 else closing)
+        if len(lines[-1]) + len(piece.rstrip()) > width and lines[-1].strip() != opening.strip():
+            lines[-1] = lines[-1].rstrip()
+            lines.append(indent)
+        lines[-1] += piece
+    return lines
 
 
 def _class(cg: _Codegen, cls: str, single: str, multi: str) -> str:
@@ -775,7 +824,7 @@ def _class(cg: _Codegen, cls: str, single: str, multi: str) -> str:
             lines += [f"        if not {cond.format(x=h.arg)}:",
                       f'            raise ValueError(f"{msg.format(x=h.arg)}")']
     keys = ["lr"] + [h.arg for h in hyper] + ["maximize", "foreach"]
-    lines += [f"        defaults = dict({', '.join(f'{k}={k}' for k in keys)})",
+    lines += [*_wrap("        defaults = dict(", [f"{k}={k}" for k in keys], ")"),
               "        super().__init__(params, defaults)", "",
               "    def __setstate__(self, state):",
               "        super().__setstate__(state)",

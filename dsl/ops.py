@@ -161,7 +161,7 @@ _ew("interp", "x y a", torch.lerp,
     "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,),
     foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,))
 _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
-    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1, 2))
+    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1,))
 _ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
     "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
 

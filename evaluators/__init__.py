@@ -1,1 +1,9 @@
-"""optsearch.evaluators"""
+"""Evaluators: train a program on proxy tasks, score it against tuned AdamW, run jobs (inline, Ray)."""
+from optsearch.evaluators.evaluate import EvalResult, TaskScore, evaluate, resolve_task
+from optsearch.evaluators.executor import EvalJob, Executor, InlineExecutor, JobResult, run_job
+from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, relative_fitness, task_metric
+from optsearch.evaluators.train import TrainResult, train
+
+__all__ = ["DEFAULT_LR_MULTIPLIERS", "EvalJob", "EvalResult", "Executor", "InlineExecutor", "JobResult",
+           "TaskScore", "TrainResult", "aggregate", "evaluate", "relative_fitness", "resolve_task",
+           "run_job", "task_metric", "train"]

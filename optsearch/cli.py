@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
+
+import torch
 
 import optsearch
 from optsearch.discovered import zoo_names, zoo_path
@@ -20,7 +23,11 @@ from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
 from optsearch.dsl.export import export_program
+from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
+from optsearch.evaluators.calibrate import calibrate
 from optsearch.programs import program_source, resolve_program
+from optsearch.proxy_tasks import SIZES, TASKS, Task
+from optsearch.proxy_tasks.references import REFERENCES_PATH, save_reference
 
 USER_ERROR = 2
 PROGRAM_HELP = "a program file, a zoo name (`optsearch zoo`), or runs/NAME#ID"
@@ -68,6 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("program", metavar="PROGRAM", help=PROGRAM_HELP)
     exp.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
     exp.add_argument("--class-name", metavar="NAME", help="the optimizer class's name (default: from the program's name)")
+
+    ev = command("eval", cmd_eval, "train a program on proxy tasks and score it against tuned AdamW")
+    ev.add_argument("program", metavar="PROGRAM", help=PROGRAM_HELP)
+    ev.add_argument("--task", action="append", metavar="T", help="a task name (repeatable; default: quadratic)")
+    ev.add_argument("--size", default="small", choices=SIZES)
+    ev.add_argument("--seeds", type=int, default=1, metavar="N", help="number of seeds (0..N-1)")
+    ev.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X", default=list(DEFAULT_LR_MULTIPLIERS),
+                    help="multiples of the task's base lr to try; the best counts (default: %(default)s)")
+    ev.add_argument("--time-limit", type=float, metavar="S", help="seconds before the evaluation stops (timeout)")
+    _add_device_options(ev)
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    tasks = command("tasks", cmd_tasks, "list the proxy tasks with their sizes and budgets")
+    tasks.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cal = command("calibrate", cmd_calibrate, "tune AdamW on tasks and store the reference scores fitness uses")
+    cal.add_argument("--task", action="append", metavar="T", help="a task name (repeatable; default: all)")
+    cal.add_argument("--size", action="append", choices=SIZES, help="sizes (repeatable; default: small)")
+    cal.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds (0..N-1)")
+    _add_device_options(cal)
 
     zoo = command("zoo", cmd_zoo, "list the zoo programs (known optimizers) by name")
     zoo.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -117,6 +144,59 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {path} (class {class_name}, needs only torch)")
     print(f"use it: from {_module_name(path)} import {class_name}; "
           f"opt = {class_name}(model.parameters(), lr=1e-3)")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    program = resolve_program(args.program)
+    _set_threads(args.threads)
+    device = _device(args.device)
+    tasks = [_task(name, args.size, device) for name in (args.task or ["quadratic"])]
+    if any(m <= 0 for m in args.lr_multipliers):
+        raise OptsearchError(f"--lr-multipliers must be > 0, got {args.lr_multipliers}")
+    result = evaluate(program, tasks, seeds=range(args.seeds), lr_multipliers=args.lr_multipliers,
+                      time_limit=args.time_limit, device=device)
+    if args.json:
+        print(json.dumps({"program": program.name, **result.to_json()}, indent=2))
+        return
+    rows = [("task", "size", "status", "metric", "AdamW", "fitness", "best lr x", "per seed", "seconds")]
+    for s in result.scores:
+        rows.append((s.task, s.size, s.status, _num(s.metric), _num(s.reference), _num(s.fitness, "+.4f"),
+                     " ".join(f"{x:g}" for x in s.best_lr), " ".join(_num(x) for x in s.per_seed),
+                     f"{s.seconds:.1f}"))
+    print(_table(rows))
+    print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better), "
+          f"status {result.status}, {result.seconds:.1f}s")
+    if result.error:
+        print(f"note: {result.error.splitlines()[0]}")
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    rows = []
+    for info in TASKS.values():
+        for size in info.sizes:
+            task = _task(info.name, size)
+            ref = task.reference
+            rows.append({"task": info.name, "size": size, "budget": task.budget.description,
+                         "adamw_reference": ref, "summary": info.summary})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(_table([("task", "size", "AdamW ref", "budget")]
+                 + [(r["task"], r["size"], _num(r["adamw_reference"]), r["budget"]) for r in rows]))
+    for info in TASKS.values():
+        print(f"  {info.name}: {info.summary}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    _set_threads(args.threads)
+    device = _device(args.device)
+    for name in args.task or list(TASKS):
+        for size in args.size or ["small"]:
+            task = _task(name, size, device)
+            ref = calibrate(task, seeds=range(args.seeds), progress=lambda line: print(line, flush=True))
+            save_reference(f"{name}/{size}", ref)
+            print(f"{name}/{size}: AdamW reference {ref.metric:.4f} at lr {ref.lr:.3g}, weight decay "
+                  f"{ref.weight_decay:g} -> {REFERENCES_PATH}", flush=True)
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
@@ -191,6 +271,39 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (auto: cuda if present)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
+
+
+def _device(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise OptsearchError("--device cuda: no CUDA device is available")
+    return choice
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise OptsearchError(f"--threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+
+
+def _task(name: str, size: str, device: str = "cpu") -> Task:
+    try:
+        return resolve_task((name, size), device)
+    except ValueError as e:
+        raise OptsearchError(str(e)) from None
+
+
+def _num(x: float | None, fmt: str = ".4f") -> str:
+    if x is None:
+        return "-"
+    return format(x, fmt) if math.isfinite(x) else ("-inf" if x < 0 else "inf")
 
 
 def _first_class_name(source: str) -> str:

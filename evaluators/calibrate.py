@@ -1,0 +1,78 @@
+"""`optsearch calibrate`: tune AdamW's learning rate and weight decay on each task and store it.
+
+AdamW runs through the same evaluator as every candidate (the zoo program, which matches
+`torch.optim.AdamW` to 1e-9), for each weight decay of a grid and every learning-rate
+multiplier of the fitness grid at once, over several seeds. The reference is scored exactly
+as candidates are (best multiplier per seed, mean over seeds), at the best weight decay.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from optsearch.dsl import Program, parse_program
+from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, best_over_lr
+from optsearch.evaluators.train import train
+from optsearch.proxy_tasks import Task
+from optsearch.proxy_tasks.references import Reference
+
+DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0)
+CALIBRATION_LR_MULTIPLIERS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
+"""Finer than the fitness grid near AdamW's optimum (the budget's lr), within its span."""
+
+
+def adamw_program(weight_decay: float) -> Program:
+    """The zoo's AdamW (betas 0.9/0.999, eps 1e-8) with decoupled weight decay `weight_decay`."""
+    return parse_program(f"""
+def adamw(w, g, lr, step, m, v):
+    m = interp(g, m, 0.9)
+    g2 = square(g)
+    v = interp(g2, v, 0.999)
+    mhat = bias_correct(m, 0.9, step)
+    vhat = bias_correct(v, 0.999, step)
+    d = sqrt(vhat)
+    d = d + 1e-08
+    update = mhat / d
+    decay = w * {float(weight_decay)!r}
+    update = update + decay
+    update = update * lr
+    return update, m, v
+""")
+
+
+def calibrate(task: Task, seeds: Sequence[int] = (0, 1, 2),
+              lr_multipliers: Sequence[float] = CALIBRATION_LR_MULTIPLIERS,
+              weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+              progress: Callable[[str], None] | None = None) -> Reference:
+    """Tune AdamW on `task`; returns the reference (not yet saved)."""
+    best: tuple[float, float, float, dict, float | None] | None = None  # metric, lr, wd, curve, initial
+    scores: dict[str, float] = {}
+    for wd in weight_decays:
+        start = time.perf_counter()
+        r = train(adamw_program(wd), task, seeds, lr_multipliers)
+        per_seed, where = best_over_lr(r.metrics, len(r.seeds), len(r.lr_multipliers))
+        for k, mult in enumerate(r.lr_multipliers):
+            column = [r.metric(s, k) for s in range(len(r.seeds))]
+            scores[f"lr={task.budget.lr * mult:.4g},wd={wd:g}"] = sum(column) / len(column)
+        metric = sum(per_seed) / len(per_seed)
+        # One lr for the record and the curve: the multiplier most seeds chose.
+        k = max(set(where), key=where.count)
+        curve = {step: sum(v[s * len(r.lr_multipliers) + k] for s in range(len(r.seeds))) / len(r.seeds)
+                 for step, v in r.curve.items()}
+        if progress:
+            progress(f"{task.name}/{task.size} wd={wd:g}: metric {metric:.4f} "
+                     f"(best lr x{r.lr_multipliers[k]:g}) in {time.perf_counter() - start:.1f}s")
+        if best is None or metric < best[0]:
+            best = (metric, task.budget.lr * r.lr_multipliers[k], wd, curve, r.initial_loss)
+    assert best is not None, "weight_decays must not be empty"
+    metric, lr, wd, curve, initial = best
+    return Reference(
+        metric=metric, lr=lr, weight_decay=wd, seeds=tuple(seeds), curve=curve, initial_loss=initial,
+        grid={"lr_multipliers": list(lr_multipliers), "weight_decays": list(weight_decays),
+              "base_lr": task.budget.lr, "scores": scores},
+        versions={"python": platform.python_version(), "torch": torch.__version__,
+                  "data": getattr(task, "data_hash", None)},
+    )

@@ -1,0 +1,108 @@
+"""Evaluate one program on one or more proxy tasks: train, score against AdamW, aggregate."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+import torch
+
+from optsearch.dsl import CompiledProgram, Program, ProgramError, compile_program
+from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, best_over_lr, relative_fitness
+from optsearch.evaluators.train import Status, train
+from optsearch.proxy_tasks import Task, get_task
+
+
+@dataclass
+class TaskScore:
+    """A program's result on one task at one size."""
+
+    task: str
+    size: str
+    status: Status
+    metric: float                 # mean over seeds of the best metric over lr multipliers
+    fitness: float                # relative improvement over the AdamW reference (-inf: failed)
+    reference: float | None
+    seeds: list[int]
+    lr_multipliers: list[float]
+    per_seed: list[float]         # best metric of each seed
+    best_lr: list[float]          # the lr multiplier that gave it
+    metrics: list[float]          # every copy, seed-major
+    steps: int
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """The outcome of evaluating a program: a status, an aggregate fitness and per-task scores."""
+
+    status: Status
+    fitness: float
+    scores: list[TaskScore] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        """A JSON-safe dict (non-finite numbers become None)."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def evaluate(program: Program | CompiledProgram, tasks: Sequence[Task | tuple[str, str] | str],
+             seeds: Sequence[int] = (0,), lr_multipliers: Sequence[float] = DEFAULT_LR_MULTIPLIERS,
+             time_limit: float | None = None, device: str | torch.device = "cpu") -> EvalResult:
+    """Train `program` on each task for every (seed, lr multiplier) and score it; never raises
+    for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead)."""
+    start = time.perf_counter()
+    try:
+        compiled = program if isinstance(program, CompiledProgram) else compile_program(program)
+    except ProgramError as e:
+        return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
+    scores = []
+    for spec in tasks:
+        task = resolve_task(spec, device)
+        left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - start))
+        r = train(compiled, task, seeds, lr_multipliers, time_limit=left, device=device)
+        best, where = best_over_lr(r.metrics, len(r.seeds), len(r.lr_multipliers))
+        metric = sum(best) / len(best)
+        ref = task.reference
+        fit = relative_fitness(metric, ref) if ref is not None else -math.inf
+        error = r.error if ref is not None else (r.error or f"no AdamW reference for {task.name}/{task.size}; "
+                                                 "run `optsearch calibrate`")
+        scores.append(TaskScore(task.name, task.size, r.status, metric, fit, ref, list(r.seeds),
+                                list(r.lr_multipliers), best, [r.lr_multipliers[k] for k in where],
+                                r.metrics, r.steps, r.seconds, error))
+        if r.status in ("invalid", "error", "timeout"):
+            break
+    status = _overall_status([s.status for s in scores])
+    errors = [f"{s.task}/{s.size}: {s.error}" for s in scores if s.error]
+    return EvalResult(status, aggregate([s.fitness for s in scores]), scores,
+                      time.perf_counter() - start, "; ".join(errors) or None)
+
+
+def _overall_status(statuses: list[Status]) -> Status:
+    for worst in ("invalid", "error", "timeout", "diverged"):
+        if worst in statuses:
+            return worst  # type: ignore[return-value]
+    return "ok"
+
+
+def resolve_task(spec: Task | tuple[str, str] | str, device: str | torch.device = "cpu") -> Task:
+    """A task from a `Task`, a `(name, size)` pair, or `"name"` / `"name/size"`."""
+    if isinstance(spec, Task):
+        task = spec
+    else:
+        name, size = spec if isinstance(spec, tuple) else (spec.split("/") + ["small"])[:2]
+        task = get_task(name, size)
+    return task if task.device == torch.device(device) else task.to(device)

@@ -1,0 +1,84 @@
+"""Executors: submit evaluation jobs, receive results as they finish.
+
+Every executor has the same small interface (`submit`, `next_result`, `pending`, `workers`,
+`close`), so the search keeps all workers busy without knowing where they run. `InlineExecutor`
+runs each job in the calling process when its result is asked for: exact reproducibility,
+easy debugging, and the reference the Ray executor is measured against.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from optsearch.dsl import Program, ProgramError, parse_program
+from optsearch.evaluators.evaluate import EvalResult, evaluate
+from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation: a program (as text, so it crosses process boundaries) and where to train it."""
+
+    program: str
+    tasks: tuple[str, ...] = ("quadratic/small",)
+    seeds: tuple[int, ...] = (0,)
+    lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
+    time_limit: float | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class JobResult:
+    job_id: int
+    job: EvalJob
+    result: EvalResult
+    worker: str = "inline"
+    extra: dict = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    workers: int
+
+    def submit(self, job: EvalJob) -> int: ...
+    def next_result(self, timeout: float | None = None) -> JobResult | None: ...
+    def pending(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def run_job(job: EvalJob) -> EvalResult:
+    """Parse and evaluate a job; a program that does not parse is an `invalid` result."""
+    try:
+        program: Program = parse_program(job.program)
+    except ProgramError as e:
+        return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
+    return evaluate(program, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, job.device)
+
+
+class InlineExecutor:
+    """Runs jobs one at a time, in submission order, in this process."""
+
+    workers = 1
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[int, EvalJob]] = deque()
+        self._ids = itertools.count()
+
+    def submit(self, job: EvalJob) -> int:
+        job_id = next(self._ids)
+        self._queue.append((job_id, job))
+        return job_id
+
+    def next_result(self, timeout: float | None = None) -> JobResult | None:
+        """The oldest job's result (computed now), or None when nothing is pending."""
+        if not self._queue:
+            return None
+        job_id, job = self._queue.popleft()
+        return JobResult(job_id, job, run_job(job))
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,150 @@
+"""Train one program on one proxy task for B copies at once (seeds x learning-rate multipliers).
+
+The B copies of the model live in one flat `(B, N)` buffer; `torch.func.vmap` runs their
+forward and backward passes together, and the compiled program updates all of them with one
+kernel per statement. A copy whose loss or parameters turn NaN/inf is marked diverged; when
+every copy has, training stops early; so does a run in which every copy is hopeless: at a
+checkpoint (`CHECKPOINTS`, fractions of the budget) its smoothed training loss has made less than
+`MIN_PROGRESS` of the progress tuned AdamW had made by then (from the task's calibration), or is
+above where it started. A bad program is a result, never an exception.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+from torch.func import grad_and_value, vmap
+
+from optsearch.dsl import CompiledProgram, FlatReducer, Layout, Program, ProgramError, compile_program
+from optsearch.proxy_tasks import Task
+
+Status = Literal["ok", "diverged", "invalid", "timeout", "error"]
+
+CHECKPOINTS: tuple[float, ...] = (0.25, 0.5, 0.75)
+MIN_PROGRESS = 0.1
+LOSS_SMOOTHING = 0.9  # EMA of the per-step training loss, for checkpoints
+
+
+@dataclass
+class TrainResult:
+    """What one training of B copies produced. Metrics are per copy, inf where a copy diverged."""
+
+    status: Status
+    seeds: tuple[int, ...]
+    lr_multipliers: tuple[float, ...]
+    metrics: list[float] = field(default_factory=list)     # validation metric per copy (seed-major)
+    train_losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    curve: dict[int, list[float]] = field(default_factory=dict)  # checkpoint step -> smoothed loss per copy
+    initial_loss: float | None = None                          # mean training loss at step 1
+
+    def metric(self, seed_index: int, lr_index: int) -> float:
+        return self.metrics[seed_index * len(self.lr_multipliers) + lr_index]
+
+
+def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] = (0,),
+          lr_multipliers: Sequence[float] = (1.0,), time_limit: float | None = None,
+          device: str | torch.device = "cpu") -> TrainResult:
+    """Train `program` on `task` for every (seed, lr multiplier) pair; see the module docstring."""
+    seeds, mults = tuple(int(s) for s in seeds), tuple(float(m) for m in lr_multipliers)
+    start = time.perf_counter()
+    result = TrainResult("ok", seeds, mults)
+    try:
+        compiled = program if isinstance(program, CompiledProgram) else compile_program(program)
+    except ProgramError as e:
+        result.status, result.error = "invalid", str(e)
+        return _finish(result, start, len(seeds) * len(mults))
+    try:
+        _train(compiled, task, seeds, mults, time_limit, torch.device(device), result, start)
+    except Exception as e:  # a program can fail in ways analysis cannot see; score it, don't crash
+        result.status = "error"
+        result.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+    return _finish(result, start, len(seeds) * len(mults))
+
+
+def _finish(result: TrainResult, start: float, copies: int) -> TrainResult:
+    if not result.metrics:
+        result.metrics = [math.inf] * copies
+        result.train_losses = [math.inf] * copies
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
+           time_limit: float | None, device: torch.device, result: TrainResult, start: float) -> None:
+    budget = task.budget
+    copies = [(si, m) for si in range(len(seeds)) for m in mults]
+    seed_of = torch.tensor([si for si, _ in copies], device=device)
+    inits = [task.init(s) for s in seeds]
+    names = list(inits[0])
+    stacked = [torch.stack([inits[si][n] for si, _ in copies]).to(device) for n in names]
+    layout = Layout.of(stacked, batch_dims=1)
+    w = layout.flatten(stacked, batch_dims=1)
+    reducer = FlatReducer(layout)
+    state = compiled.init_state(w)
+    lr_base = torch.tensor([budget.lr * m for _, m in copies], dtype=w.dtype, device=device).unsqueeze(-1)
+    alive = torch.ones(len(copies), dtype=torch.bool, device=device)
+    grad_fn = vmap(grad_and_value(task.loss))
+    loss = torch.full((len(copies),), math.inf)
+    same_order = len(seeds) == len(copies)
+    checkpoints = {max(1, round(f * budget.steps)) for f in CHECKPOINTS}
+    reference = getattr(task, "calibration", None)
+    smooth = None
+
+    for step in range(1, budget.steps + 1):
+        params = dict(zip(names, layout.unflatten(w)))
+        per_seed = [task.batch(s, step) for s in seeds]
+        batch = tuple(torch.stack(parts) for parts in zip(*per_seed))
+        if not same_order:
+            batch = tuple(b.index_select(0, seed_of) for b in batch)
+        grads, loss = grad_fn(params, batch)
+        g = layout.flatten([grads[n] for n in names], batch_dims=1)
+        lr = lr_base * budget.lr_at(step)
+        update, state = compiled.step_flat(w, g, lr, step, state, reducer)
+        w = w - update
+        loss = loss.detach()
+        alive &= torch.isfinite(loss)
+        if not bool(alive.any()):
+            result.status, result.error = "diverged", f"loss not finite at step {step}"
+            break
+        if smooth is None:
+            smooth = loss.clone()
+            result.initial_loss = float(loss.mean())
+        else:
+            smooth.mul_(LOSS_SMOOTHING).add_(loss, alpha=1 - LOSS_SMOOTHING)
+        if step in checkpoints:
+            result.curve[step] = [float(x) for x in smooth]
+            alive &= ~_hopeless(smooth, step, reference)
+            if not bool(alive.any()):
+                result.status = "diverged"
+                result.error = f"hopeless: less than {MIN_PROGRESS:.0%} of AdamW's progress at step {step}"
+                break
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            result.status, result.error = "timeout", f"time limit {time_limit:g}s reached at step {step}"
+            break
+    result.steps = step
+    alive &= torch.isfinite(w).all(-1)
+    if result.status == "ok" and not bool(alive.any()):
+        result.status, result.error = "diverged", "parameters not finite at the end"
+    params = dict(zip(names, layout.unflatten(w)))
+    with torch.no_grad():
+        metric = vmap(task.metric)(params) if result.status in ("ok",) else torch.full_like(loss, math.inf)
+    metric = torch.where(alive & torch.isfinite(metric), metric, torch.full_like(metric, math.inf))
+    loss = torch.where(alive & torch.isfinite(loss), loss.detach(), torch.full_like(loss, math.inf))
+    result.metrics = [float(x) for x in metric]
+    result.train_losses = [float(x) for x in loss]
+
+
+def _hopeless(smooth: Tensor, step: int, reference) -> Tensor:
+    """Copies whose smoothed loss at checkpoint `step` shows no real progress (see module doc)."""
+    if reference is None or reference.initial_loss is None or step not in reference.curve:
+        return torch.zeros_like(smooth, dtype=torch.bool)
+    start, ref = reference.initial_loss, reference.curve[step]
+    return (start - smooth) < MIN_PROGRESS * (start - ref)
