@@ -1,0 +1,138 @@
+"""The exported `torch.optim.Optimizer` subclass: constructor with validated hyperparameters,
+the update rule as math in its docstring, and a `step` that gathers each param group's tensors
+and state and hands them to one of the two code paths."""
+from __future__ import annotations
+
+import textwrap
+
+from optsearch.dsl.export_codegen import Codegen, wrap
+from optsearch.dsl.ops import OPS
+from optsearch.dsl.printer import print_program
+
+DEFAULT_LR = 1e-3
+
+_ROLE_DOC = {
+    "beta": "coefficient of a moving average, decay or bias correction",
+    "eps": "term added to a denominator for numerical stability",
+    "weight_decay": "decoupled weight decay",
+    "constant": "a constant of the program",
+}
+_VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
+    "eps": ("0.0 <= {x}", "Invalid epsilon value: {{{x}}}"),
+    "weight_decay": ("0.0 <= {x}", "Invalid weight_decay value: {{{x}}}"),
+}
+
+
+def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
+    """The source of `class cls(Optimizer)`, calling `single` (plain) or `multi` (foreach)."""
+    hyper = cg.constants.hyper
+    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}"]
+    for h in hyper:
+        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
+        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig += ["*", "maximize: bool = False", "foreach: bool | None = None"]
+    first, *doc = _docstring(cg)
+    lines = [f"class {cls}(Optimizer):", '    r"""' + first]
+    lines += [f"    {line}" if line else "" for line in doc] + ['    """', ""]
+    lines += [*wrap("    def __init__(", sig, "):"),
+              "        if not 0.0 <= lr:", '            raise ValueError(f"Invalid learning rate: {lr}")']
+    for h in hyper:
+        if h.arg == "betas":
+            n = len(h.values)
+            lines += [f"        if len(betas) != {n}:",
+                      f'            raise ValueError(f"Invalid betas: expected {n} values, got {{betas!r}}")',
+                      "        for index, beta in enumerate(betas):",
+                      "            if not 0.0 <= beta < 1.0:",
+                      '                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")']
+        elif h.role == "beta":
+            lines += [f"        if not 0.0 <= {h.arg} < 1.0:",
+                      f'            raise ValueError(f"Invalid {h.arg} value: {{{h.arg}}}")']
+        elif h.role in _VALIDATION:
+            cond, msg = _VALIDATION[h.role]
+            lines += [f"        if not {cond.format(x=h.arg)}:",
+                      f'            raise ValueError(f"{msg.format(x=h.arg)}")']
+    keys = ["lr"] + [h.arg for h in hyper] + ["maximize", "foreach"]
+    lines += [*wrap("        defaults = dict(", [f"{k}={k}" for k in keys], ")"),
+              "        super().__init__(params, defaults)", "",
+              "    def __setstate__(self, state):",
+              "        super().__setstate__(state)",
+              "        for group in self.param_groups:",
+              '            group.setdefault("maximize", False)',
+              '            group.setdefault("foreach", None)', "",
+              "    @torch.no_grad()",
+              "    def step(self, closure=None):",
+              '        """Perform one optimization step; `closure` re-evaluates the model and returns the loss."""',
+              "        loss = None",
+              "        if closure is not None:",
+              "            with torch.enable_grad():",
+              "                loss = closure()",
+              "        for group in self.param_groups:"]
+    state_lists = [cg.state_list(s) for s in cg.state]
+    lists = ["params", "grads"] + state_lists + ["steps"]
+    lines += [f"            {', '.join(lists)} = {', '.join(['[]'] * len(lists))}",
+              '            for p in group["params"]:',
+              "                if p.grad is None:",
+              "                    continue",
+              "                if p.grad.is_sparse:",
+              f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+              "                state = self.state[p]",
+              "                if not state:",
+              '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
+    lines += [f'                    state["{s}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
+              for s in cg.state]
+    lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
+    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
+    lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
+    kwargs = ['lr=float(group["lr"])']
+    for h in hyper:
+        if h.arg == "betas":
+            lines.append(f'            {", ".join(h.code_names)} = group["betas"]')
+            kwargs += [f"{n}={n}" for n in h.code_names]
+        else:
+            kwargs.append(f'{h.arg}=group["{h.arg}"]')
+    kwargs.append('maximize=group["maximize"]')
+    call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
+    lines += ['            foreach = group["foreach"]',
+              "            if foreach is None:",
+              "                foreach = _foreach_by_default(params)",
+              f"            impl = {multi} if foreach else {single}",
+              *wrap("            impl(", call_lists + kwargs, ")"),
+              "        return loss"]
+    return "\n".join(lines)
+
+
+def _docstring(cg: Codegen) -> list[str]:
+    """The class docstring, one line per item: the update as math, the program, the args."""
+    p = cg.program
+    out = [f"The optsearch program ``{p.name}`` as a ``torch.optim.Optimizer``.", "",
+           "For every parameter tensor ``w`` with gradient ``g`` a step computes (state starts at",
+           "zero; ``step`` counts the updates of this tensor from 1)::", ""]
+    out += [f"    {cg.named_statement(i)}" for i in cg.live]
+    out += ["    w = w - " + p.returns[0], ""]
+    if any(s not in cg.state for s in p.state):
+        out += ["State the update never reads is not kept: " + ", ".join(s for s in p.state if s not in cg.state)
+                + ".", ""]
+    used = list(dict.fromkeys(p.body[i].op for i in cg.live))
+    out += ["where::", ""]
+    width = max((len(OPS[o].signature) for o in used if OPS[o].summary != OPS[o].signature), default=0)
+    out += [f"    {OPS[o].signature:<{width}}  {OPS[o].summary}" for o in used
+            if OPS[o].summary != OPS[o].signature] + [""]
+    if any(OPS[o].kind == "global" for o in used):
+        out += [f"``{', '.join(o for o in used if OPS[o].kind == 'global')}`` spans all parameters of a param "
+                "group that have a gradient, together.", ""]
+    out += ["The program, as searched::", ""]
+    out += [f"    {line}" for line in print_program(p).splitlines()] + ["", "Args:"]
+
+    def arg(name: str, text: str) -> None:
+        out.extend(textwrap.wrap(f"{name}: {text}", 92, initial_indent="    ", subsequent_indent="        "))
+
+    arg("params", "iterable of parameters or dicts defining parameter groups.")
+    arg("lr", f"learning rate (default: {DEFAULT_LR!r}).")
+    for h in cg.constants.hyper:
+        where = "; ".join(f"{n} in " + ", ".join(f"``{cg.named_statement(i)}``" for i in uses)
+                          for n, uses in zip(h.code_names, h.uses))
+        arg(h.arg, f"{_ROLE_DOC[h.role]}: {where} (default: {h.default}).")
+    arg("maximize", "maximize the objective instead of minimizing it (default: False).")
+    arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
+                   "group share one CPU or CUDA device and dtype.")
+    return out
