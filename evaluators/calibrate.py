@@ -19,9 +19,14 @@ from optsearch.evaluators.train import train
 from optsearch.proxy_tasks import Task
 from optsearch.proxy_tasks.references import Reference
 
-DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0)
-CALIBRATION_LR_MULTIPLIERS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
-"""Finer than the fitness grid near AdamW's optimum (the budget's lr), within its span."""
+CALIBRATION_LR_MULTIPLIERS: tuple[float, ...] = (0.3, 0.5, 1.0, 2.0)
+"""Around the budget's lr (hand-tuned for AdamW), finer than the fitness grid."""
+
+
+def default_weight_decays(task: Task) -> tuple[float, ...]:
+    """None, the budget's (hand-tuned) weight decay, and 4x it; or a generic grid if it is 0."""
+    wd = task.budget.weight_decay
+    return (0.0, wd, 4 * wd) if wd > 0 else (0.0, 0.1, 0.5)
 
 
 def adamw_program(weight_decay: float) -> Program:
@@ -45,9 +50,10 @@ def adamw(w, g, lr, step, m, v):
 
 def calibrate(task: Task, seeds: Sequence[int] = (0, 1, 2),
               lr_multipliers: Sequence[float] = CALIBRATION_LR_MULTIPLIERS,
-              weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+              weight_decays: Sequence[float] | None = None,
               progress: Callable[[str], None] | None = None) -> Reference:
     """Tune AdamW on `task`; returns the reference (not yet saved)."""
+    weight_decays = default_weight_decays(task) if weight_decays is None else weight_decays
     best: tuple[float, float, float, dict, float | None] | None = None  # metric, lr, wd, curve, initial
     scores: dict[str, float] = {}
     for wd in weight_decays:
@@ -74,5 +80,5 @@ def calibrate(task: Task, seeds: Sequence[int] = (0, 1, 2),
         grid={"lr_multipliers": list(lr_multipliers), "weight_decays": list(weight_decays),
               "base_lr": task.budget.lr, "scores": scores},
         versions={"python": platform.python_version(), "torch": torch.__version__,
-                  "data": getattr(task, "data_hash", None)},
+                  "data": getattr(task, "corpus", None)},
     )

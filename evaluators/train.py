@@ -95,7 +95,7 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
     loss = torch.full((len(copies),), math.inf)
     same_order = len(seeds) == len(copies)
     checkpoints = {max(1, round(f * budget.steps)) for f in CHECKPOINTS}
-    reference = getattr(task, "calibration", None)
+    reference = task.calibration
     smooth = None
 
     for step in range(1, budget.steps + 1):

@@ -1,0 +1,57 @@
+"""The table of proxy tasks: `TASKS` describes them, `get_task` builds one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from optsearch.proxy_tasks import references
+from optsearch.proxy_tasks.base import SIZES, Size, Task
+from optsearch.proxy_tasks.lm import make_lm, make_lm_smalldata
+from optsearch.proxy_tasks.mlp import make_mlp
+from optsearch.proxy_tasks.quadratic import Quadratic
+from optsearch.proxy_tasks.vit import make_vit, make_vit_smalldata
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One row of `TASKS`: what the task is and how to build it at a size."""
+
+    name: str
+    summary: str
+    make: Callable[[Size], Task]
+    sizes: tuple[Size, ...] = SIZES
+
+
+TASKS: dict[str, TaskInfo] = {info.name: info for info in [
+    TaskInfo("quadratic", "ill-conditioned quadratics (axis-aligned and rotated) with noisy gradients; "
+             "metric: noise-free objective", Quadratic),
+    TaskInfo("mlp", "MLP classifying interleaved spirals hidden in d dimensions; metric: validation "
+             "cross-entropy", make_mlp),
+    TaskInfo("lm", "causal char-level transformer on CPython's pydoc topics; metric: validation "
+             "cross-entropy (nats/char)", make_lm),
+    TaskInfo("lm_smalldata", "the lm model on 50k characters for many epochs; metric: validation "
+             "cross-entropy", make_lm_smalldata),
+    TaskInfo("vit", "vision transformer on procedural noisy shape images, 8 classes; metric: validation "
+             "cross-entropy", make_vit),
+    TaskInfo("vit_smalldata", "the vit model on few images for ~30 epochs (favours sign-momentum); "
+             "metric: validation cross-entropy", make_vit_smalldata),
+]}
+
+
+def get_task(name: str, size: str = "small") -> Task:
+    """Build task `name` at `size`; unknown names or sizes raise ValueError listing the choices.
+
+    Its `reference` is the calibrated one in references.json when there is one, else the
+    module's hand-measured value (torch AdamW at the budget, mean of seeds 0-2), else None.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    info = TASKS[name]
+    if size not in info.sizes:
+        raise ValueError(f"unknown size {size!r} for task {name!r}; choose one of: {', '.join(info.sizes)}")
+    task = info.make(size)  # type: ignore[arg-type]
+    calibrated = references.load_references(references.REFERENCES_PATH).get(f"{name}/{size}")
+    if calibrated is not None:
+        task.reference = calibrated.metric
+        task.calibration = calibrated
+    return task
