@@ -19,8 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Until `optsearch evolve` lands, the demo walks the rest of the pipeline: a zoo program is
+# checked, scored against tuned AdamW on two fast proxy tasks, and exported as PyTorch code.
 demo: install
 	$(VENV)/bin/optsearch check lion
+	$(VENV)/bin/optsearch eval adamw --task quadratic --task mlp --threads 1
+	$(VENV)/bin/optsearch eval lion --task quadratic --task mlp --threads 1
 	$(VENV)/bin/optsearch export lion -o runs/demo/lion_optimizer.py --class-name Lion
 
 test: install
@@ -28,6 +32,8 @@ test: install
 
 bench: install
 	$(PY) benchmarks/export_step_time.py
+	$(PY) benchmarks/evaluator_speed.py
+	$(PY) benchmarks/zoo_eval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import torch
 
-from optsearch.dsl import Program, parse_program
+from optsearch.discovered import load_zoo
+from optsearch.dsl import Const, Program, Var
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, best_over_lr
 from optsearch.evaluators.train import train
 from optsearch.proxy_tasks import Task
@@ -30,22 +32,15 @@ def default_weight_decays(task: Task) -> tuple[float, ...]:
 
 
 def adamw_program(weight_decay: float) -> Program:
-    """The zoo's AdamW (betas 0.9/0.999, eps 1e-8) with decoupled weight decay `weight_decay`."""
-    return parse_program(f"""
-def adamw(w, g, lr, step, m, v):
-    m = interp(g, m, 0.9)
-    g2 = square(g)
-    v = interp(g2, v, 0.999)
-    mhat = bias_correct(m, 0.9, step)
-    vhat = bias_correct(v, 0.999, step)
-    d = sqrt(vhat)
-    d = d + 1e-08
-    update = mhat / d
-    decay = w * {float(weight_decay)!r}
-    update = update + decay
-    update = update * lr
-    return update, m, v
-""")
+    """The zoo's AdamW (betas 0.9/0.999, eps 1e-8) with decoupled weight decay `weight_decay`.
+
+    The decay is the constant of the statement `decay = w * c`."""
+    program = load_zoo("adamw")
+    body = tuple(
+        replace(s, args=tuple(Const(float(weight_decay)) if isinstance(a, Const) else a for a in s.args))
+        if s.op == "mul" and Var("w") in s.args else s
+        for s in program.body)
+    return replace(program, body=body)
 
 
 def calibrate(task: Task, seeds: Sequence[int] = (0, 1, 2),

@@ -134,6 +134,37 @@ class Task(ABC):
         return f"<{type(self).__name__} {self.name}/{self.size} on {self.device}>"
 
 
+class ClassificationTask(Task):
+    """A task over `(x, y)` examples scored by cross-entropy of `logits(params, x)`.
+
+    Subclasses set `x_train`, `y_train`, `x_val`, `y_val` and `cfg` (with `train`, the number of
+    training examples, and `metric_chunk`, how many validation examples to score at once).
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+
+    @abstractmethod
+    def logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """Class logits for inputs `x` (any leading dims)."""
+
+    def loss(self, params: dict[str, Tensor], batch: tuple[Tensor, ...]) -> Tensor:
+        x, y = batch
+        return cross_entropy(self.logits(params, x), y)
+
+    def batch(self, seed: int, step: int) -> tuple[Tensor, ...]:
+        idx = epoch_indices(self.cfg.train, self.budget.batch_size, seed, step, self.name).to(self.device)
+        return self.x_train[idx], self.y_train[idx]
+
+    def metric(self, params: dict[str, Tensor]) -> Tensor:
+        chunk = self.cfg.metric_chunk
+        total = sum(cross_entropy(self.logits(params, x), y) * len(x)
+                    for x, y in zip(self.x_val.split(chunk), self.y_val.split(chunk)))
+        return total / len(self.x_val)
+
+
 def generator(*keys: int | str) -> torch.Generator:
     """A CPU generator seeded by a hash of `keys`, so ('init', 3) and ('batch', 3, 1) differ."""
     keys = tuple(k if isinstance(k, str) else int(k) for k in keys)   # numpy/tensor ints hash alike

@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from optsearch.proxy_tasks.base import Budget, Size, Task, cross_entropy, epoch_indices, generator
+from optsearch.proxy_tasks.base import Budget, ClassificationTask, Size, generator
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _dataset(size: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return x[:cfg.train], y[:cfg.train], x[cfg.train:], y[cfg.train:]
 
 
-class MLP(Task):
+class MLP(ClassificationTask):
     """See the module docstring."""
 
     name = "mlp"
@@ -105,19 +105,6 @@ class MLP(Task):
                 x = torch.relu(x)
         return x
 
-    def loss(self, params: dict[str, Tensor], batch: tuple[Tensor, ...]) -> Tensor:
-        x, y = batch
-        return cross_entropy(self.logits(params, x), y)
-
-    def batch(self, seed: int, step: int) -> tuple[Tensor, ...]:
-        idx = epoch_indices(self.cfg.train, self.budget.batch_size, seed, step, "mlp").to(self.device)
-        return self.x_train[idx], self.y_train[idx]
-
-    def metric(self, params: dict[str, Tensor]) -> Tensor:
-        chunk = self.cfg.metric_chunk
-        total = sum(cross_entropy(self.logits(params, x), y) * len(x)
-                    for x, y in zip(self.x_val.split(chunk), self.y_val.split(chunk)))
-        return total / len(self.x_val)
 
 
 def make_mlp(size: Size) -> MLP:

@@ -21,7 +21,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from optsearch.proxy_tasks.base import Budget, Size, Task, cross_entropy, epoch_indices, generator
+from optsearch.proxy_tasks.base import Budget, ClassificationTask, Size, generator
 from optsearch.proxy_tasks.layers import init_transformer, linear, normal, transformer
 
 CLASSES = ("disk", "ring", "square", "outline", "plus", "triangle", "bars", "bar")
@@ -126,7 +126,7 @@ def _validation_set(image: int, noise: float, count: int) -> tuple[Tensor, Tenso
     return shapes(count, image, noise, generator("vit", "val", image, str(noise)))
 
 
-class ViT(Task):
+class ViT(ClassificationTask):
     """See the module docstring; `name` is "vit" or "vit_smalldata"."""
 
     def __init__(self, name: str, size: Size, cfg: ViTConfig) -> None:
@@ -159,19 +159,6 @@ class ViT(Task):
         x = transformer(params, x, self.cfg.layers, self.cfg.heads)
         return linear(params, "head", x.mean(dim=-2))
 
-    def loss(self, params: dict[str, Tensor], batch: tuple[Tensor, ...]) -> Tensor:
-        images, labels = batch
-        return cross_entropy(self.logits(params, images), labels)
-
-    def batch(self, seed: int, step: int) -> tuple[Tensor, ...]:
-        idx = epoch_indices(self.cfg.train, self.budget.batch_size, seed, step, self.name).to(self.device)
-        return self.x_train[idx], self.y_train[idx]
-
-    def metric(self, params: dict[str, Tensor]) -> Tensor:
-        chunk = self.cfg.metric_chunk
-        total = sum(cross_entropy(self.logits(params, x), y) * len(x)
-                    for x, y in zip(self.x_val.split(chunk), self.y_val.split(chunk)))
-        return total / len(self.x_val)
 
 
 def make_vit(size: Size) -> ViT:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from optsearch.discovered import load_zoo
-from optsearch.dsl import parse_program
+from optsearch.dsl import parse_program, print_program
 from optsearch.evaluators import EvalJob, InlineExecutor, evaluate, train
 from optsearch.evaluators.fitness import aggregate, best_over_lr, relative_fitness, task_metric
 from optsearch.proxy_tasks import get_task
@@ -55,8 +55,15 @@ def test_programs_that_blow_up_are_diverged_long_before_the_budget(text):
     assert all(m == math.inf for m in r.metrics)
 
 
+def test_a_run_without_progress_stops_early_as_hopeless():
+    assert QUADRATIC.calibration is not None, "quadratic/small is calibrated in references.json"
+    r = train(parse_program("def still(w, g, lr):\n    u = g * 0.0\n    return u\n"), QUADRATIC)
+    assert r.status == "diverged" and r.error.startswith("hopeless")
+    assert r.steps == round(0.25 * QUADRATIC.budget.steps)
+
+
 def test_one_diverging_copy_does_not_spoil_the_others():
-    r = train(load_zoo("sgd"), QUADRATIC, seeds=(0,), lr_multipliers=(1.0, 1e6))
+    r = train(load_zoo("sgd"), QUADRATIC, seeds=(0,), lr_multipliers=(30.0, 1e6))
     assert r.status == "ok"
     assert math.isfinite(r.metrics[0]) and r.metrics[1] == math.inf
 
@@ -108,9 +115,21 @@ def test_evaluate_scores_against_the_task_reference():
 def test_inline_executor_returns_results_in_submission_order():
     ex = InlineExecutor()
     ids = [ex.submit(EvalJob(text, ("quadratic/small",), lr_multipliers=(1.0,)))
-           for text in (NAN_PROGRAM, "def f(w, g, lr):\n    u = g * lr\n    return u\n", "not a program")]
+           for text in (NAN_PROGRAM, print_program(load_zoo("adam")), "not a program")]
     assert ex.pending() == 3
     results = [ex.next_result() for _ in ids]
     assert [r.job_id for r in results] == ids
     assert [r.result.status for r in results] == ["diverged", "ok", "invalid"]
     assert ex.next_result() is None and ex.pending() == 0
+
+
+def test_calibration_tunes_adamw_weight_decay_and_scores_like_a_candidate():
+    from optsearch.evaluators.calibrate import adamw_program, calibrate
+
+    assert "decay = w * 0.5" in print_program(adamw_program(0.5))
+    task = get_task("quadratic", "small")
+    ref = calibrate(task, seeds=(0, 1), lr_multipliers=(0.5, 1.0), weight_decays=(0.0, 0.1))
+    assert ref.weight_decay in (0.0, 0.1) and ref.lr in (0.5 * task.budget.lr, task.budget.lr)
+    assert ref.metric <= min(ref.grid["scores"].values())  # best lr per seed beats any one lr
+    assert sorted(ref.curve) == sorted({round(f * task.budget.steps) for f in (0.25, 0.5, 0.75)})
+    assert ref.initial_loss is not None and ref.initial_loss > ref.curve[max(ref.curve)]

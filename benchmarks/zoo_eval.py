@@ -1,0 +1,77 @@
+"""Where known optimizers stand against tuned AdamW on every proxy task.
+
+`optsearch eval` of adamw, lion, signum, sgd and a deliberately divergent program on each task
+(best of the default lr multipliers per seed, mean over seeds), one torch thread. Writes
+`benchmarks/results/zoo_eval.json` and prints a markdown table for the README.
+
+    python benchmarks/zoo_eval.py [--size small] [--seeds 1] [--tasks lm vit ...] [--programs lion ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from optsearch.discovered import load_zoo
+from optsearch.dsl import parse_program
+from optsearch.evaluators import evaluate
+from optsearch.proxy_tasks import TASKS, get_task
+
+RESULTS = Path(__file__).parent / "results" / "zoo_eval.json"
+DIVERGENT = parse_program("""
+def divergent(w, g, lr):
+    u = exp(g)
+    u = u * 1e30
+    return u
+""")
+PROGRAMS = ["adamw", "lion", "signum", "sgd", "divergent"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--programs", nargs="+", default=PROGRAMS)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.tasks:
+        task = get_task(name, args.size)
+        for prog in args.programs:
+            program = DIVERGENT if prog == "divergent" else load_zoo(prog)
+            r = evaluate(program, [task], seeds=range(args.seeds))
+            s = r.scores[0]
+            rows.append({"task": name, "size": args.size, "program": prog, "status": r.status,
+                         "metric": s.metric, "reference": s.reference, "fitness": r.fitness,
+                         "best_lr_multiplier": s.best_lr, "steps": s.steps, "seconds": r.seconds})
+            print(f"{name:<14} {prog:<10} {r.status:<9} metric {s.metric:.4f} fitness {r.fitness:+.4f} "
+                  f"lr x{s.best_lr} steps {s.steps} {r.seconds:.1f}s", flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    safe = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()} for row in rows]
+    RESULTS.write_text(json.dumps({
+        "benchmark": "zoo_eval", "torch": torch.__version__, "python": platform.python_version(),
+        "threads": args.threads, "seeds": args.seeds, "size": args.size,
+        "lr_multipliers": "default (1/30, 0.1, 0.3, 1, 3)", "date": time.strftime("%Y-%m-%d"), "rows": safe,
+    }, indent=1) + "\n")
+    print()
+    print("| task | " + " | ".join(args.programs) + " | seconds per evaluation |")
+    print("| --- | " + " | ".join("---" for _ in args.programs) + " | --- |")
+    for name in args.tasks:
+        cells = []
+        for prog in args.programs:
+            row = next(r for r in rows if r["task"] == name and r["program"] == prog)
+            f = row["fitness"]
+            cells.append(f"{f:+.3f}" if math.isfinite(f) else f"{row['status']} (step {row['steps']})")
+        secs = [r["seconds"] for r in rows if r["task"] == name and r["program"] != "divergent"]
+        print(f"| {name} | " + " | ".join(cells) + f" | {min(secs):.1f}-{max(secs):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
