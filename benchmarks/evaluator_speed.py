@@ -150,15 +150,16 @@ def timed(fn, device: torch.device) -> tuple[float, float, object]:
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def bench_task(name: str, size: str, steps: int | None, reps: int, device: torch.device, log) -> dict:
+def bench_task(name: str, size: str, steps: int | None, reps: int, b8_reps: int, device: torch.device,
+               batching: str, log) -> dict:
     full = get_task(name, size).to(device)
     task = truncated(full, steps) if steps else full
     program = compile_program(load_zoo("adamw"))
     copies = len(BATCH_SEEDS) * len(BATCH_MULTS)
     kinds = {
-        "evaluator_b1": lambda: train(program, task, seeds=(0,), lr_multipliers=(1.0,), device=device),
+        "evaluator_b1": lambda: train(program, task, (0,), (1.0,), device=device, batching=batching),
         "train_adamw": lambda: train_adamw(task, 0),
-        "evaluator_b8": lambda: train(program, task, seeds=BATCH_SEEDS, lr_multipliers=BATCH_MULTS, device=device),
+        "evaluator_b8": lambda: train(program, task, BATCH_SEEDS, BATCH_MULTS, device=device, batching=batching),
     }
 
     def check(kind: str, out) -> None:
@@ -169,9 +170,10 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, device: torch
     short = truncated(task, 3)
     first = {}
     for kind in kinds:
-        fn = {"evaluator_b1": lambda: train(program, short, (0,), (1.0,), device=device),
+        fn = {"evaluator_b1": lambda: train(program, short, (0,), (1.0,), device=device, batching=batching),
               "train_adamw": lambda: train_adamw(short, 0),
-              "evaluator_b8": lambda: train(program, short, BATCH_SEEDS, BATCH_MULTS, device=device)}[kind]
+              "evaluator_b8": lambda: train(program, short, BATCH_SEEDS, BATCH_MULTS, device=device,
+                                            batching=batching)}[kind]
         first[kind] = round(timed(fn, device)[0], 4)
 
     wall: dict[str, list[float]] = {k: [] for k in kinds}
@@ -179,6 +181,8 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, device: torch
     order = list(kinds)
     for rep in range(reps):
         for kind in order[rep % 3:] + order[:rep % 3]:
+            if kind == "evaluator_b8" and rep >= b8_reps:
+                continue
             w, c, out = timed(kinds[kind], device)
             check(kind, out)
             wall[kind].append(w)
@@ -186,7 +190,7 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, device: torch
             log(f"  {name}/{size} round {rep + 1}/{reps}: {kind:<13} {w:7.2f} s")
 
     overhead = [e / a for e, a in zip(wall["evaluator_b1"], wall["train_adamw"])]
-    per_copy = [b8 / copies / b1 for b8, b1 in zip(wall["evaluator_b8"], wall["evaluator_b1"])]
+    per_copy = [b8 / copies / b1 for b8, b1 in zip(wall["evaluator_b8"], wall["evaluator_b1"])]  # same rounds
     med = {k: statistics.median(v) for k, v in wall.items()}
 
     flops_b1 = count_flops(task, (0,), 1)
@@ -222,6 +226,13 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, device: torch
     }
 
 
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or None}
@@ -244,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=["lm", "vit"])
     parser.add_argument("--size", default="small")
     parser.add_argument("--reps", type=int, default=None, help=f"timed rounds (default 3, --quick {QUICK_REPS})")
+    parser.add_argument("--b8-reps", type=int, default=None,
+                        help="rounds that also time B=8 (the first ones; default 2, --quick 1)")
+    parser.add_argument("--batching", default="auto", choices=["auto", "vmap", "loop"],
+                        help="the evaluator's batching (train(batching=...)); results are kept per device and "
+                             "batching")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"truncate every budget to this many steps (default: full; --quick {QUICK_STEPS})")
     parser.add_argument("--quick", action="store_true", help="smoke mode: short budgets, fewer rounds")
@@ -254,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     kind = device.type
     reps = args.reps or (QUICK_REPS if args.quick else 3)
+    b8_reps = min(reps, args.b8_reps or (1 if args.quick else 2))
     steps = args.steps or (QUICK_STEPS if args.quick else None)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    started = time.perf_counter()
-    rows = [bench_task(t, args.size, steps, reps, device, log) for t in args.tasks]
+    started, load_before = time.perf_counter(), _loadavg()
+    rows = [bench_task(t, args.size, steps, reps, b8_reps, device, args.batching, log) for t in args.tasks]
     sizes = sorted({r["model_matmul_n"] for r in rows} | {1024})
     matmul = {n: matmul_flops_per_s(n, device) for n in sizes}
     per_copy_max = TARGETS["per_copy_ratio_max"].get(kind)
@@ -277,12 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     run = {
         "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-        "machine": machine(), "quick": args.quick, "reps": reps, "dtype": "float32",
+        "machine": machine(), "batching": args.batching, "quick": args.quick, "reps": reps, "b8_reps": b8_reps,
+        "dtype": "float32",
         "targets": {"a_overhead_ratio_max": TARGETS["overhead_ratio_max"], "b_per_copy_ratio_max": per_copy_max,
                     "c_matmul_fraction_min": TARGETS["matmul_fraction_min"]},
         "statistic": "wall seconds of whole evaluations; ratios are medians over rounds of within-round ratios",
         "matmul_flop_s": {str(n): round(v) for n, v in matmul.items()},
         "tasks": rows, "seconds": round(time.perf_counter() - started, 1),
+        "load_average_1min": {"before": load_before, "after": _loadavg()},   # other work on a shared machine
     }
     if not args.no_write:
         previous = {}
@@ -291,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                 previous = json.loads(args.out.read_text()).get("runs", {})
             except (json.JSONDecodeError, AttributeError):
                 previous = {}
-        runs = {k: v for k, v in previous.items() if k != kind}
-        runs[kind] = run
+        key = kind if args.batching == "auto" else f"{kind}, batching={args.batching}"
+        runs = {k: v for k, v in previous.items() if k != key}
+        runs[key] = run
         runs.setdefault("cuda", {"measured": False, "b_per_copy_ratio_max": TARGETS["per_copy_ratio_max"]["cuda"],
                                  "note": "not measured: no GPU on the machine that wrote this file; run "
                                          "`python benchmarks/evaluator_speed.py --device cuda`"})
@@ -310,7 +330,8 @@ def report(run: dict, kind: str) -> None:
     t = run["targets"]
     print(f"evaluator speed on {run['device']} ({run['machine'].get('gpu') or run['machine']['processor']}), "
           f"{run['threads']} thread(s), torch {run['torch']}, python {run['python']}; "
-          f"median of {run['reps']} rounds{' (quick)' if run['quick'] else ''}")
+          f"batching {run['batching']}; median of {run['reps']} rounds (B=8: {run['b8_reps']})"
+          f"{' (quick)' if run['quick'] else ''}")
     print("matmul float32: " + ", ".join(f"{n}^2 {v / 1e9:.1f} GFLOP/s" for n, v in run["matmul_flop_s"].items()))
     head = (f"{'task':<10} {'steps':>5} {'adamw s':>8} {'eval B1 s':>9} {'(a) ratio':>9} {'eval B8 s':>9} "
             f"{'(b) /copy':>9} {'GFLOP/s B1':>10} {'(c) frac':>14} {'adamw frac':>14}")

@@ -50,7 +50,8 @@ def main() -> None:
             s = r.scores[0]
             rows.append({"task": name, "size": args.size, "program": prog, "status": r.status,
                          "metric": s.metric, "reference": s.reference, "fitness": r.fitness,
-                         "best_lr_multiplier": s.best_lr, "steps": s.steps, "seconds": r.seconds})
+                         "best_lr_multiplier": s.best_lr, "steps": s.steps, "seconds": r.seconds,
+                         "error": (s.error or "").splitlines()[0] if s.error else None})
             print(f"{name:<14} {prog:<10} {r.status:<9} metric {s.metric:.4f} fitness {r.fitness:+.4f} "
                   f"lr x{s.best_lr} steps {s.steps} {r.seconds:.1f}s", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,8 @@ def main() -> None:
         for prog in args.programs:
             row = next(r for r in rows if r["task"] == name and r["program"] == prog)
             f = row["fitness"]
-            cells.append(f"{f:+.3f}" if math.isfinite(f) else f"{row['status']} (step {row['steps']})")
+            why = "hopeless" if (row["error"] or "").startswith("hopeless") else row["status"]
+            cells.append(f"{f:+.3f}" if math.isfinite(f) else f"{why} (step {row['steps']})")
         secs = [r["seconds"] for r in rows if r["task"] == name and r["program"] != "divergent"]
         print(f"| {name} | " + " | ".join(cells) + f" | {min(secs):.1f}-{max(secs):.1f} |")
 

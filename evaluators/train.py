@@ -1,8 +1,16 @@
 """Train one program on one proxy task for B copies at once (seeds x learning-rate multipliers).
 
-The B copies of the model live in one flat `(B, N)` buffer; `torch.func.vmap` runs their
-forward and backward passes together, and the compiled program updates all of them with one
-kernel per statement. A copy whose loss or parameters turn NaN/inf is marked diverged; when
+The B copies of the model live in one flat `(B, N)` buffer, and the compiled program updates all
+of them with one kernel per statement. Their forward and backward passes run one of two ways
+(`batching`): "vmap" runs them together under `torch.func.vmap`, which is what makes an
+accelerator fast; "loop" runs plain autograd on each copy in turn, on views of its row of the
+buffer. "auto" (the default) loops on a CPU and vmaps anywhere else: on a CPU the batched pass
+does the same FLOPs one after another anyway, while torch.func's per-op wrappers, the extra
+kernels of its batching rules and B-fold working sets that fall out of cache made it 1.3-1.6x
+slower per copy than plain autograd on the small lm and vit tasks (benchmarks/evaluator_speed.py).
+The two give the same results up to float rounding.
+
+A copy whose loss or parameters turn NaN/inf is marked diverged; when
 every copy has, training stops early; so does a run in which every copy is hopeless: at a
 checkpoint (`CHECKPOINTS`, fractions of the budget) its smoothed training loss has made less than
 `MIN_PROGRESS` of the progress tuned AdamW had made by then (from the task's calibration), or is
@@ -24,6 +32,7 @@ from optsearch.dsl import CompiledProgram, FlatReducer, Layout, Program, Program
 from optsearch.proxy_tasks import Task
 
 Status = Literal["ok", "diverged", "invalid", "timeout", "error"]
+Batching = Literal["auto", "vmap", "loop"]
 
 CHECKPOINTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 MIN_PROGRESS = 0.1
@@ -51,8 +60,14 @@ class TrainResult:
 
 def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] = (0,),
           lr_multipliers: Sequence[float] = (1.0,), time_limit: float | None = None,
-          device: str | torch.device = "cpu") -> TrainResult:
-    """Train `program` on `task` for every (seed, lr multiplier) pair; see the module docstring."""
+          device: str | torch.device = "cpu", batching: Batching = "auto") -> TrainResult:
+    """Train `program` on `task` for every (seed, lr multiplier) pair; see the module docstring.
+
+    `batching` is how the copies' forward and backward passes run: "vmap", "loop", or "auto"
+    (loop on a CPU, vmap on anything else).
+    """
+    if batching not in ("auto", "vmap", "loop"):
+        raise ValueError(f"batching must be 'auto', 'vmap' or 'loop', got {batching!r}")
     seeds, mults = tuple(int(s) for s in seeds), tuple(float(m) for m in lr_multipliers)
     start = time.perf_counter()
     result = TrainResult("ok", seeds, mults)
@@ -62,7 +77,9 @@ def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] =
         result.status, result.error = "invalid", str(e)
         return _finish(result, start, len(seeds) * len(mults))
     try:
-        _train(compiled, task, seeds, mults, time_limit, torch.device(device), result, start)
+        device = torch.device(device)
+        vmapped = batching == "vmap" or (batching == "auto" and device.type != "cpu")
+        _train(compiled, task, seeds, mults, time_limit, device, vmapped, result, start)
     except Exception as e:  # a program can fail in ways analysis cannot see; score it, don't crash
         result.status = "error"
         result.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
@@ -78,7 +95,8 @@ def _finish(result: TrainResult, start: float, copies: int) -> TrainResult:
 
 
 def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
-           time_limit: float | None, device: torch.device, result: TrainResult, start: float) -> None:
+           time_limit: float | None, device: torch.device, vmapped: bool, result: TrainResult,
+           start: float) -> None:
     budget = task.budget
     copies = [(si, m) for si in range(len(seeds)) for m in mults]
     seed_of = torch.tensor([si for si, _ in copies], device=device)
@@ -91,7 +109,7 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
     state = compiled.init_state(w)
     lr_base = torch.tensor([budget.lr * m for _, m in copies], dtype=w.dtype, device=device).unsqueeze(-1)
     alive = torch.ones(len(copies), dtype=torch.bool, device=device)
-    grad_fn = vmap(grad_and_value(task.loss))
+    grad_fn = vmap(grad_and_value(task.loss)) if vmapped else _looped_grad(task.loss, layout, seeds, copies)
     loss = torch.full((len(copies),), math.inf)
     same_order = len(seeds) == len(copies)
     checkpoints = {max(1, round(f * budget.steps)) for f in CHECKPOINTS}
@@ -99,13 +117,16 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
     smooth = None
 
     for step in range(1, budget.steps + 1):
-        params = dict(zip(names, layout.unflatten(w)))
         per_seed = [task.batch(s, step) for s in seeds]
-        batch = tuple(torch.stack(parts) for parts in zip(*per_seed))
-        if not same_order:
-            batch = tuple(b.index_select(0, seed_of) for b in batch)
-        grads, loss = grad_fn(params, batch)
-        g = layout.flatten([grads[n] for n in names], batch_dims=1)
+        if vmapped:
+            params = dict(zip(names, layout.unflatten(w)))
+            batch = tuple(torch.stack(parts) for parts in zip(*per_seed))
+            if not same_order:
+                batch = tuple(b.index_select(0, seed_of) for b in batch)
+            grads, loss = grad_fn(params, batch)
+            g = layout.flatten([grads[n] for n in names], batch_dims=1)
+        else:
+            g, loss = grad_fn(w, per_seed, names)
         lr = lr_base * budget.lr_at(step)
         update, state = compiled.step_flat(w, g, lr, step, state, reducer)
         w = w - update
@@ -133,13 +154,39 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
     alive &= torch.isfinite(w).all(-1)
     if result.status == "ok" and not bool(alive.any()):
         result.status, result.error = "diverged", "parameters not finite at the end"
-    params = dict(zip(names, layout.unflatten(w)))
     with torch.no_grad():
-        metric = vmap(task.metric)(params) if result.status in ("ok",) else torch.full_like(loss, math.inf)
+        if result.status != "ok":
+            metric = torch.full_like(loss, math.inf)
+        elif vmapped:
+            metric = vmap(task.metric)(dict(zip(names, layout.unflatten(w))))
+        else:  # copies that are out get inf below anyway: skip their validation pass
+            metric = torch.stack([task.metric(dict(zip(names, layout.unflatten(w[c])))) if bool(alive[c])
+                                  else torch.tensor(math.inf, dtype=w.dtype, device=device)
+                                  for c in range(len(copies))])
     metric = torch.where(alive & torch.isfinite(metric), metric, torch.full_like(metric, math.inf))
     loss = torch.where(alive & torch.isfinite(loss), loss.detach(), torch.full_like(loss, math.inf))
     result.metrics = [float(x) for x in metric]
     result.train_losses = [float(x) for x in loss]
+
+
+def _looped_grad(loss_fn, layout: Layout, seeds: tuple[int, ...], copies: list[tuple[int, float]]):
+    """The "loop" batching: plain autograd through each copy in turn, gradients written into one
+    `(B, N)` buffer; returns `fn(w, per_seed_batches, names) -> (g, loss)`."""
+    seed_index = [si for si, _ in copies]
+
+    def grad_fn(w: Tensor, per_seed: list[tuple[Tensor, ...]], names: list[str]) -> tuple[Tensor, Tensor]:
+        g = torch.empty_like(w)
+        losses = []
+        with torch.enable_grad():
+            for c, si in enumerate(seed_index):
+                leaves = [p.detach().requires_grad_() for p in layout.unflatten(w[c])]
+                loss = loss_fn(dict(zip(names, leaves)), per_seed[si])
+                grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+                torch.cat([x.reshape(-1) for x in grads], out=g[c])
+                losses.append(loss.detach())
+        return g, torch.stack(losses)
+
+    return grad_fn
 
 
 def _hopeless(smooth: Tensor, step: int, reference) -> Tensor:

@@ -133,3 +133,13 @@ def test_calibration_tunes_adamw_weight_decay_and_scores_like_a_candidate():
     assert ref.metric <= min(ref.grid["scores"].values())  # best lr per seed beats any one lr
     assert sorted(ref.curve) == sorted({round(f * task.budget.steps) for f in (0.25, 0.5, 0.75)})
     assert ref.initial_loss is not None and ref.initial_loss > ref.curve[max(ref.curve)]
+
+
+@pytest.mark.parametrize("name", ["quadratic", "mlp"])
+def test_vmapped_and_looped_copies_train_alike(name):
+    task = get_task(name, "small")
+    kwargs = dict(seeds=(0, 1), lr_multipliers=(0.3, 1.0))
+    looped = train(load_zoo("lion"), task, batching="loop", **kwargs)
+    vmapped = train(load_zoo("lion"), task, batching="vmap", **kwargs)
+    assert looped.status == vmapped.status == "ok"
+    assert looped.metrics == pytest.approx(vmapped.metrics, rel=1e-4)
