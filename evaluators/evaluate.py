@@ -12,6 +12,7 @@ from optsearch.dsl import CompiledProgram, Program, ProgramError, compile_progra
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, best_over_lr, relative_fitness
 from optsearch.evaluators.train import Status, train
 from optsearch.proxy_tasks import Task, get_task
+from optsearch.proxy_tasks.imitate import ImitationTask
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _overall_status(statuses: list[Status]) -> Status:
 
 def resolve_task(spec: Task | tuple[str, str] | str, device: str | torch.device = "cpu") -> Task:
     """A task from a `Task`, a `(name, size)` pair, or `"name"` / `"name/size"`."""
-    if isinstance(spec, Task):
+    if isinstance(spec, (Task, ImitationTask)):
         task = spec
     else:
         name, size = spec if isinstance(spec, tuple) else (spec.split("/") + ["small"])[:2]

@@ -79,7 +79,11 @@ def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] =
     try:
         device = torch.device(device)
         vmapped = batching == "vmap" or (batching == "auto" and device.type != "cpu")
-        _train(compiled, task, seeds, mults, time_limit, device, vmapped, result, start)
+        if getattr(task, "kind", None) == "imitation":
+            from optsearch.evaluators.imitate import imitate  # imitate.py imports TrainResult from here
+            imitate(compiled, task.to(device), seeds, mults, result)
+        else:
+            _train(compiled, task, seeds, mults, time_limit, device, vmapped, result, start)
     except Exception as e:  # a program can fail in ways analysis cannot see; score it, don't crash
         result.status = "error"
         result.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"

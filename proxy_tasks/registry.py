@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 from optsearch.proxy_tasks import references
 from optsearch.proxy_tasks.base import SIZES, Size, Task
+from optsearch.proxy_tasks.imitate import ImitationTask, make_imitate, make_imitate_rmsprop
 from optsearch.proxy_tasks.lm import make_lm, make_lm_smalldata
 from optsearch.proxy_tasks.mlp import make_mlp
 from optsearch.proxy_tasks.quadratic import Quadratic
@@ -18,8 +19,9 @@ class TaskInfo:
 
     name: str
     summary: str
-    make: Callable[[Size], Task]
+    make: Callable[[Size], "Task | ImitationTask"]
     sizes: tuple[Size, ...] = SIZES
+    kind: Literal["training", "imitation"] = "training"  # imitation tasks have no model to train
 
 
 TASKS: dict[str, TaskInfo] = {info.name: info for info in [
@@ -35,10 +37,17 @@ TASKS: dict[str, TaskInfo] = {info.name: info for info in [
              "cross-entropy", make_vit),
     TaskInfo("vit_smalldata", "the vit model on few images for ~30 epochs (favours sign-momentum); "
              "metric: validation cross-entropy", make_vit_smalldata),
+    TaskInfo("imitate", "follow Lion's updates along its own recorded trajectories on the mlp model; "
+             "metric: normalised squared update error (0 = Lion)", make_imitate, kind="imitation"),
+    TaskInfo("imitate_rmsprop", "follow torch.optim.RMSprop's updates the same way; metric: normalised "
+             "squared update error", make_imitate_rmsprop, kind="imitation"),
 ]}
 
 
-def get_task(name: str, size: str = "small") -> Task:
+TRAINING_TASKS: tuple[str, ...] = tuple(n for n, info in TASKS.items() if info.kind == "training")
+
+
+def get_task(name: str, size: str = "small") -> "Task | ImitationTask":
     """Build task `name` at `size`; unknown names or sizes raise ValueError listing the choices.
 
     Its `reference` is the calibrated one in references.json when there is one, else the

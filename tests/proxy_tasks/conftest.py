@@ -6,10 +6,10 @@ from typing import Iterator
 import pytest
 import torch
 
-from optsearch.proxy_tasks import TASKS, Task, get_task
+from optsearch.proxy_tasks import TASKS, TRAINING_TASKS, Task, get_task
 
 
-@pytest.fixture(scope="session", params=list(TASKS))
+@pytest.fixture(scope="session", params=list(TRAINING_TASKS))
 def task(request: pytest.FixtureRequest) -> Task:
     return get_task(request.param, "small")
 

@@ -4,7 +4,7 @@ import pytest
 
 from pathlib import Path
 
-from optsearch.proxy_tasks import SIZES, TASKS, Task, get_task, references
+from optsearch.proxy_tasks import SIZES, TASKS, TRAINING_TASKS, Task, get_task, references
 
 
 def test_unknown_task_lists_the_names() -> None:
@@ -18,13 +18,14 @@ def test_unknown_size_lists_the_sizes() -> None:
 
 
 def test_every_row_names_its_task_and_has_a_summary() -> None:
-    assert set(TASKS) == {"quadratic", "mlp", "lm", "lm_smalldata", "vit", "vit_smalldata"}
+    assert set(TRAINING_TASKS) == {"quadratic", "mlp", "lm", "lm_smalldata", "vit", "vit_smalldata"}
+    assert set(TASKS) == set(TRAINING_TASKS) | {"imitate", "imitate_rmsprop"}
     for name, info in TASKS.items():
         assert info.name == name and info.summary and info.sizes == SIZES
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", list(TRAINING_TASKS))
 def test_every_size_builds_and_grows(name: str) -> None:
     tasks = [get_task(name, size) for size in SIZES]
     counts = []

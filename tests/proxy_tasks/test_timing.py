@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from optsearch.proxy_tasks import TASKS, get_task, train_adamw
+from optsearch.proxy_tasks import TASKS, TRAINING_TASKS, get_task, train_adamw
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", list(TRAINING_TASKS))
 def test_full_small_adamw_run(name: str) -> None:   # one thread: see conftest.one_thread
     task = get_task(name, "small")
     run = train_adamw(task, seed=0)

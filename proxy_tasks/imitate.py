@@ -1,0 +1,106 @@
+"""`imitate`: how closely a program's updates follow a target optimizer's.
+
+The target (a zoo program such as `lion`, or a `torch.optim` class such as `RMSprop`) trains the
+small `mlp` task's model for `steps` steps; every step's parameters `w_t`, gradient `g_t` and the
+target's update `u*_t = w_t - w_{t+1}` are recorded (one stream per seed). A candidate is run
+along the same stream (teacher forcing: it sees the target's `w_t` and `g_t`, while its own
+state evolves from zero) at learning rate `target_lr x multiplier`, and its metric is the
+normalised squared error `sum_t |u_t - u*_t|^2 / sum_t |u*_t|^2`: 0 is a perfect imitation,
+1 is no update at all. Cheap (no forward or backward passes), deterministic, and the task that
+proves the search can rediscover a known optimizer (shared/research/search-notes.md).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from optsearch.discovered import load_zoo, zoo_names
+from optsearch.dsl import Layout, ProgramOptimizer
+from optsearch.proxy_tasks.base import Budget, Size
+from optsearch.proxy_tasks.mlp import MLP
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One recorded trajectory: flat `(steps, N)` parameters, gradients and target updates."""
+
+    shapes: tuple[torch.Size, ...]
+    w: Tensor
+    g: Tensor
+    u: Tensor
+
+
+STEPS: dict[str, int] = {"small": 64, "medium": 200, "large": 500}
+
+
+class ImitationTask:
+    """Imitate `target`'s updates (see the module docstring). Not a training task: the
+    evaluator scores it with `optsearch.evaluators.imitate`, not by training a model."""
+
+    kind = "imitation"
+    calibration = None
+    reference: float | None = None
+
+    def __init__(self, name: str, size: Size, target: str, target_lr: float) -> None:
+        if target not in zoo_names() and not isinstance(getattr(torch.optim, target, None), type):
+            raise ValueError(f"imitation target {target!r} is neither a zoo program nor a torch.optim class")
+        self.name, self.size, self.target, self.target_lr = name, size, target, target_lr
+        self.budget = Budget(steps=STEPS[size], batch_size=MLP(size="small").budget.batch_size, lr=target_lr)
+        self.device = torch.device("cpu")
+        self.description = (f"imitate {target} (lr {target_lr:g}) along {self.budget.steps} steps of the "
+                            f"small mlp task; metric: normalised squared update error")
+
+    def stream(self, seed: int) -> Stream:
+        s = _record(self.target, self.target_lr, self.budget.steps, seed)
+        if s.w.device != self.device:
+            s = Stream(s.shapes, s.w.to(self.device), s.g.to(self.device), s.u.to(self.device))
+        return s
+
+    def to(self, device: str | torch.device) -> "ImitationTask":
+        moved = copy.copy(self)
+        moved.device = torch.device(device)
+        return moved
+
+    def __repr__(self) -> str:
+        return f"<ImitationTask {self.name}/{self.size} target={self.target} on {self.device}>"
+
+
+@lru_cache(maxsize=16)
+def _record(target: str, lr: float, steps: int, seed: int) -> Stream:
+    """Train the small mlp with `target` and record (w, g, u) at every step, in float32."""
+    task = MLP("small")
+    params = {k: v.clone().requires_grad_(True) for k, v in task.init(seed).items()}
+    tensors = list(params.values())
+    if target in zoo_names():
+        opt = ProgramOptimizer(load_zoo(target), tensors)
+        step = lambda: opt.step([p.grad for p in tensors], lr)  # noqa: E731
+    else:
+        torch_opt = getattr(torch.optim, target)(tensors, lr=lr)
+        step = torch_opt.step
+    layout = Layout.of(tensors)
+    ws, gs, us = [], [], []
+    for t in range(1, steps + 1):
+        for p in tensors:
+            p.grad = None
+        task.loss(params, task.batch(seed, t)).backward()
+        with torch.no_grad():
+            before = layout.flatten(tensors)
+            ws.append(before)
+            gs.append(layout.flatten([p.grad for p in tensors]))
+            step()
+            us.append(before - layout.flatten(tensors))
+    return Stream(tuple(layout.shapes), torch.stack(ws), torch.stack(gs), torch.stack(us))
+
+
+def make_imitate(size: Size) -> ImitationTask:
+    """Imitate Lion (zoo `lion`: betas 0.9/0.99, weight decay 0.01) at lr 1e-3."""
+    return ImitationTask("imitate", size, "lion", 1e-3)
+
+
+def make_imitate_rmsprop(size: Size) -> ImitationTask:
+    """Imitate `torch.optim.RMSprop` (alpha 0.99, eps 1e-8) at lr 1e-3."""
+    return ImitationTask("imitate_rmsprop", size, "RMSprop", 1e-3)
