@@ -21,8 +21,10 @@ from optsearch.evaluators.train import train
 from optsearch.proxy_tasks import Task
 from optsearch.proxy_tasks.references import Reference
 
-CALIBRATION_LR_MULTIPLIERS: tuple[float, ...] = (0.3, 0.5, 1.0, 2.0)
-"""Around the budget's lr (hand-tuned for AdamW), finer than the fitness grid."""
+CALIBRATION_LR_MULTIPLIERS: tuple[float, ...] = tuple(sorted({*DEFAULT_LR_MULTIPLIERS, 0.5, 2.0}))
+"""The fitness grid, finer around the budget's lr: AdamW is tuned at least as well as candidates.
+(The small training tasks' stored references used (0.3, 0.5, 1, 2) around their hand-tuned lr;
+each reference records its grid.)"""
 
 
 def default_weight_decays(task: Task) -> tuple[float, ...]:
