@@ -130,7 +130,7 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
             grads, loss = grad_fn(params, batch)
             g = layout.flatten([grads[n] for n in names], batch_dims=1)
         else:
-            g, loss = grad_fn(w, per_seed, names)
+            g, loss = grad_fn(w, per_seed, names, alive.tolist())
         lr = lr_base * budget.lr_at(step)
         update, state = compiled.step_flat(w, g, lr, step, state, reducer)
         w = w - update
@@ -175,14 +175,20 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
 
 def _looped_grad(loss_fn, layout: Layout, seeds: tuple[int, ...], copies: list[tuple[int, float]]):
     """The "loop" batching: plain autograd through each copy in turn, gradients written into one
-    `(B, N)` buffer; returns `fn(w, per_seed_batches, names) -> (g, loss)`."""
+    `(B, N)` buffer; returns `fn(w, per_seed_batches, names, alive) -> (g, loss)`. Copies that are
+    out already (diverged or hopeless) are skipped: zero gradient, infinite loss."""
     seed_index = [si for si, _ in copies]
 
-    def grad_fn(w: Tensor, per_seed: list[tuple[Tensor, ...]], names: list[str]) -> tuple[Tensor, Tensor]:
+    def grad_fn(w: Tensor, per_seed: list[tuple[Tensor, ...]], names: list[str],
+                alive: list[bool]) -> tuple[Tensor, Tensor]:
         g = torch.empty_like(w)
         losses = []
         with torch.enable_grad():
             for c, si in enumerate(seed_index):
+                if not alive[c]:
+                    g[c] = 0.0
+                    losses.append(torch.tensor(math.inf, dtype=w.dtype, device=w.device))
+                    continue
                 leaves = [p.detach().requires_grad_() for p in layout.unflatten(w[c])]
                 loss = loss_fn(dict(zip(names, leaves)), per_seed[si])
                 grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
