@@ -9,7 +9,7 @@ import difflib
 from pathlib import Path
 
 from optsearch.discovered import load_zoo, zoo_names, zoo_path
-from optsearch.dsl import OptsearchError, Program, check, load_program
+from optsearch.dsl import OptsearchError, Program, load_program
 
 RUN_DB = "run.db"
 
@@ -23,7 +23,7 @@ def resolve_program(spec: str) -> Program:
         return load_zoo(spec)
     if "#" in spec:
         run_dir, _, program_id = spec.rpartition("#")
-        return _checked(load_run_program(Path(run_dir), program_id), spec)
+        return load_run_program(Path(run_dir), program_id)
     if path.exists():  # a directory, a device: load_program says why it cannot be read
         return load_program(path)
     raise OptsearchError(_not_found_message(spec))
@@ -50,11 +50,6 @@ def load_run_program(run_dir: Path, program_id: str) -> Program:
         raise OptsearchError(f"no run store at {run_dir} (runs are created by `optsearch evolve`)")
     raise OptsearchError(f"{run_dir / RUN_DB}: this version of optsearch cannot read run stores yet "
                          "(they arrive with `optsearch evolve`)")
-
-
-def _checked(program: Program, path: str) -> Program:
-    check(program, path)  # raises ProgramError naming the file and line
-    return program
 
 
 def _not_found_message(spec: str) -> str:
