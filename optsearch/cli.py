@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 

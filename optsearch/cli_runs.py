@@ -1,0 +1,265 @@
+"""The run commands of the CLI: `evolve`, `resume` and `show` (registered by `optsearch.cli`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from optsearch.config import load_config
+from optsearch.dsl import OptsearchError, parse_program
+from optsearch.run import evolve, run_dir_for, stored_config, with_overrides
+from optsearch.search.evolution import Evolution, Outcome
+from optsearch.search.store import RunStore
+
+AddCommand = Callable[[str, Callable, str], argparse.ArgumentParser]
+
+
+def add_run_commands(command: AddCommand) -> None:
+    evo = command("evolve", cmd_evolve, "run (or with --resume, continue) an evolutionary search from a YAML config")
+    evo.add_argument("config", metavar="CONFIG", help="a run config (YAML), e.g. configs/quickstart.yaml")
+    evo.add_argument("--run-dir", metavar="DIR", help="where the run lives (default: runs/NAME, NAME from the config)")
+    evo.add_argument("--resume", action="store_true", help="continue the run stored in the run directory")
+    _add_budget_options(evo)
+
+    res = command("resume", cmd_resume, "continue a stopped or killed run with its stored config")
+    res.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/quickstart")
+    _add_budget_options(res)
+
+    show = command("show", cmd_show, "a run's leaderboard, best program, its lineage and counts")
+    show.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/quickstart")
+    show.add_argument("--top", type=int, default=10, metavar="K", help="leaderboard length (default: %(default)s)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.add_argument("--plot", metavar="FILE.png", help="also plot best and median fitness over evaluations")
+
+
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-evals", type=int, metavar="N", help="evaluation budget (overrides the config's)")
+    p.add_argument("--executor", choices=["inline", "ray"], help="where evaluations run (overrides the config's)")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: the machine's cores)")
+    p.add_argument("--address", metavar="ADDR", help="join a Ray cluster: auto or HOST:PORT (implies --executor ray)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    config = with_overrides(load_config(args.config), args.max_evals, args.executor, args.workers, args.address)
+    run_dir = run_dir_for(config, args.run_dir)
+    return _run(config, run_dir, args.resume, args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    config = with_overrides(stored_config(run_dir), args.max_evals, args.executor, args.workers, args.address)
+    return _run(config, run_dir, True, args.quiet)
+
+
+def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
+    progress = None if quiet else _ProgressLine()
+    verb = "resuming" if resume else "starting"
+    print(f"{verb} run {run_dir} ({config.executor.kind} executor): tasks {', '.join(config.search.evaluation.tasks)}, "
+          f"population {config.search.population}, budget {_budget(config)}", flush=True)
+    try:
+        outcome, store = evolve(config, run_dir, resume, progress)
+    except KeyboardInterrupt:
+        if progress:
+            progress.end()
+        print(f"optsearch: interrupted; every finished evaluation is stored. Continue with "
+              f"`optsearch resume {run_dir}`", file=sys.stderr)
+        return 130
+    if progress:
+        progress.end()
+    with store:
+        print(_summary(outcome, store, run_dir))
+    return 0
+
+
+def _budget(config) -> str:
+    s = config.search
+    parts = [f"{s.evaluations} evaluations" if s.evaluations else "",
+             f"{s.seconds:g} s" if s.seconds else "",
+             f"until fitness >= {s.stop_fitness:g}" if s.stop_fitness is not None else "",
+             f"until {s.target.program} is found" if s.target else ""]
+    return ", ".join(p for p in parts if p)
+
+
+class _ProgressLine:
+    """One line, rewritten in place on a terminal; a line every 10 s when piped."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.start, self.last, self.start_evals = time.monotonic(), 0.0, None
+        self.width = 0
+
+    def __call__(self, evo: Evolution) -> None:
+        c, now = evo.counters, time.monotonic()
+        if self.start_evals is None:
+            self.start_evals = c.evaluations
+        if not self.tty and now - self.last < 10:
+            return
+        self.last = now
+        rate = (c.evaluations - self.start_evals) / max(now - self.start, 1e-9)
+        line = (f"evals {c.evaluations} ({rate:.2f}/s) | best {_fmt(c.best_fitness)} (#{c.best_id}) | "
+                f"cache hits {c.cache_hits} ({_pct(c.cache_hits, c.children)}) | "
+                f"rejected {c.rejected} ({_pct(c.rejected, c.children)}) | in flight {len(evo.inflight)}")
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\n")
+
+
+def _summary(outcome: Outcome, store: RunStore, run_dir: Path) -> str:
+    c = outcome.counters
+    why = {"budget": "evaluation budget reached", "seconds": "time budget reached",
+           "stop_fitness": "fitness target reached", "target": f"target found (#{c.found_target})",
+           "exhausted": "no new children in a long while (neighbourhood exhausted)"}[outcome.reason]
+    lines = [f"stopped: {why}; {c.evaluations} evaluations, {c.children} children "
+             f"({_pct(c.rejected, c.children)} rejected, {_pct(c.cache_hits, c.children)} cache hits), "
+             f"{c.elapsed:.0f} s"]
+    if outcome.best_id is not None:
+        lines.append(f"best: {run_dir}#{outcome.best_id}, fitness {_fmt(outcome.best_fitness)}")
+        lines.append(_indent(store.program(outcome.best_id).text))
+    lines.append(f"inspect: optsearch show {run_dir}")
+    return "\n".join(lines)
+
+
+# --- show -------------------------------------------------------------------------------------
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from optsearch.cli import _table
+    run_dir = Path(args.run_dir)
+    if args.top < 1:
+        raise OptsearchError(f"--top must be >= 1, got {args.top}")
+    with RunStore.open(run_dir, readonly=True) as store:
+        report = show_report(store, run_dir, args.top)
+        if args.plot:
+            _plot(store, Path(args.plot), run_dir)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_show_text(report, _table))
+    if args.plot:
+        print(f"wrote {args.plot}")
+
+
+def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
+    state = store.get("search_state") or {}
+    counters = state.get("counters", {})
+    ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
+    leaderboard = []
+    for row in ranked[:top]:
+        scores = {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "search")}
+        leaderboard.append({"id": row.id, "fitness": _finite(row.fitness), "statements": _statements(row.text),
+                            "mutation": row.mutation, "parent": row.parent, "scores": scores})
+    best = ranked[0] if ranked else None
+    lineage = []
+    if best is not None:
+        for row in store.lineage(best.id):
+            lineage.append({"id": row.id, "fitness": _finite(row.fitness), "status": row.status,
+                            "mutation": row.mutation or "", "eval_index": row.eval_index})
+    children = counters.get("children", 0)
+    hits = counters.get("hash_hits", 0) + counters.get("fingerprint_hits", 0)
+    elapsed = counters.get("elapsed", 0.0)
+    return {
+        "run": str(run_dir), "config": store.config, "finished": store.get("finished"),
+        "counts": {"programs": store.count_programs(), "evaluations": counters.get("evaluations", 0),
+                   "children": children, "rejected": counters.get("rejected", 0),
+                   "rejected_fraction": counters.get("rejected", 0) / children if children else None,
+                   "cache_hits": hits, "hash_hits": counters.get("hash_hits", 0),
+                   "fingerprint_hits": counters.get("fingerprint_hits", 0),
+                   "cache_hit_rate": hits / children if children else None,
+                   "restarts": counters.get("restarts", 0), "seconds": elapsed,
+                   "evaluations_per_second": counters.get("evaluations", 0) / elapsed if elapsed else None,
+                   "rejected_reasons": counters.get("rejected_reasons", {})},
+        "leaderboard": leaderboard,
+        "best": None if best is None else {"id": best.id, "ref": f"{run_dir}#{best.id}",
+                                           "fitness": _finite(best.fitness), "program": best.text},
+        "lineage": lineage,
+        "pending": len(store.programs("status = 'pending'")),
+    }
+
+
+def _show_text(r: dict, table) -> str:
+    n = r["counts"]
+    lines = [f"run {r['run']}: {n['evaluations']} evaluations, {n['children']} children, "
+             f"{_pct(n['rejected'], n['children'])} rejected statically, cache hit rate "
+             f"{_pct(n['cache_hits'], n['children'])} (hash {n['hash_hits']}, fingerprint {n['fingerprint_hits']}), "
+             f"{n['restarts']} restarts, {n['seconds']:.0f} s"
+             + (f" ({n['evaluations_per_second']:.2f} evaluations/s)" if n["evaluations_per_second"] else "")]
+    if r["finished"]:
+        lines.append(f"finished: {r['finished']['reason']}")
+    elif r["pending"]:
+        lines.append(f"not finished: {r['pending']} evaluation(s) in flight when it stopped "
+                     f"(optsearch resume {r['run']})")
+    if not r["leaderboard"]:
+        lines.append("no program has finished an evaluation yet")
+        return "\n".join(lines)
+    tasks = list(r["leaderboard"][0]["scores"])
+    rows = [("rank", "id", "fitness", "stmts", *tasks, "mutation")]
+    for k, e in enumerate(r["leaderboard"], 1):
+        rows.append((str(k), f"#{e['id']}", _fmt(e["fitness"]), str(e["statements"]),
+                     *(_fmt(e["scores"].get(t)) for t in tasks), e["mutation"] or ""))
+    lines += ["", "leaderboard (fitness: 0 = tuned AdamW, higher is better):", table(rows)]
+    b = r["best"]
+    lines += ["", f"best: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
+    lines += ["", "lineage (newest first):"]
+    lines.append(table([("id", "fitness", "eval", "mutation")] + [
+        (f"#{x['id']}", _fmt(x["fitness"]) if x["status"] != "cached" else f"{_fmt(x['fitness'])} (cached)",
+         str(x["eval_index"] or "-"), x["mutation"]) for x in r["lineage"]]))
+    return "\n".join(lines)
+
+
+def _plot(store: RunStore, path: Path, run_dir: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise OptsearchError("--plot needs matplotlib: pip install matplotlib") from None
+    history = store.history()
+    if not history:
+        raise OptsearchError(f"{run_dir}: no finished evaluations to plot yet")
+    xs = [h[0] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(xs, [h[1] if math.isfinite(h[1]) else float("nan") for h in history], label="best")
+    ax.plot(xs, [h[2] if math.isfinite(h[2]) else float("nan") for h in history], label="population median")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("fitness (0 = tuned AdamW)")
+    ax.set_title(str(run_dir))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _statements(text: str) -> int:
+    return len(parse_program(text).body)
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:+.4f}"
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100 * a / b:.0f}%" if b else "-"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.rstrip("\n").splitlines())
+
+
+__all__ = ["add_run_commands", "show_report"]

@@ -1,0 +1,110 @@
+"""A run's life: create or reopen its directory, pick the executor, run the evolution, close cleanly.
+
+`runs/NAME/` holds `run.db` (the store, the only source of truth) and `config.yaml` (the resolved
+config, for people). Starting a run where one exists is refused unless it is resumed; resuming
+checks that the search-defining parts of the config did not change (the budget and the executor
+may: that is how a finished run is extended, or moved onto a cluster).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
+from optsearch.dsl import OptsearchError, Program
+from optsearch.evaluators import Executor, InlineExecutor
+from optsearch.programs import resolve_program
+from optsearch.search.evolution import Evolution, Outcome, Progress
+from optsearch.search.store import RUN_DB, RunStore
+
+# Sections that define what is searched; a resumed run must keep them.
+FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation")
+
+
+def run_dir_for(config: RunConfig, run_dir: str | Path | None) -> Path:
+    return Path(run_dir) if run_dir is not None else Path("runs") / config.name
+
+
+def open_store(config: RunConfig, run_dir: Path, resume: bool) -> RunStore:
+    """The run's store: a new one, or (with `resume`) the existing one after a config check."""
+    if not resume:
+        store = RunStore.create(run_dir, config.raw)
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        return store
+    if not (run_dir / RUN_DB).is_file():
+        raise OptsearchError(f"--resume: no run store at {run_dir} (start it without --resume)")
+    store = RunStore.open(run_dir)
+    stored = store.config
+    for key in FIXED_SECTIONS:
+        if stored.get(key) != config.raw.get(key):
+            store.close()
+            raise ConfigError(f"{config.source}: '{key}' differs from the run stored at {run_dir}; a resumed run "
+                              f"keeps its search settings (only budget and executor may change): "
+                              f"use `optsearch resume {run_dir}` or another --run-dir")
+    return store
+
+
+def stored_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with, as the store keeps it."""
+    with RunStore.open(run_dir, readonly=True) as store:
+        raw = store.config
+    return parse_config(raw, str(run_dir / RUN_DB), default_name=run_dir.name)
+
+
+def make_executor(settings: ExecutorSettings) -> Executor:
+    """The executor a config asks for; Ray starts here (locally unless an address is given)."""
+    if settings.kind == "inline":
+        return InlineExecutor()
+    from optsearch.evaluators.ray_executor import RayExecutor  # ray is imported only when used
+    workers = settings.workers or (os.cpu_count() or 1)
+    return RayExecutor(workers=workers, address=settings.address, gpus_per_worker=settings.gpus_per_worker,
+                       threads_per_worker=settings.threads_per_worker, max_retries=settings.max_retries,
+                       eval_timeout=settings.eval_timeout)
+
+
+def with_overrides(config: RunConfig, max_evals: int | None = None, executor: str | None = None,
+                   workers: int | None = None, address: str | None = None) -> RunConfig:
+    """`config` with the command line's budget and executor choices applied."""
+    search, x, raw = config.search, config.executor, dict(config.raw)
+    if max_evals is not None:
+        if max_evals < 1:
+            raise OptsearchError(f"--max-evals must be >= 1, got {max_evals}")
+        search = replace(search, evaluations=max_evals)
+        raw["budget"] = {**raw["budget"], "evaluations": max_evals}
+    changes = {k: v for k, v in (("kind", executor), ("workers", workers), ("address", address)) if v is not None}
+    if workers is not None and workers < 1:
+        raise OptsearchError(f"--workers must be >= 1, got {workers}")
+    if address is not None and "kind" not in changes:
+        changes["kind"] = "ray"
+    if changes:
+        x = replace(x, **changes)
+        raw["executor"] = {**raw["executor"], **changes}
+    return replace(config, search=search, executor=x, raw=raw)
+
+
+def resolve_programs(config: RunConfig) -> tuple[Program, Program | None]:
+    target = config.search.target
+    return resolve_program(config.search.warm_start), resolve_program(target.program) if target else None
+
+
+def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None,
+           executor: Executor | None = None) -> tuple[Outcome, RunStore]:
+    """Run (or continue) the search of `config` in `run_dir`; the executor is closed on every exit."""
+    warm, target = resolve_programs(config)
+    store = open_store(config, run_dir, resume)
+    if resume:
+        store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
+    try:
+        executor = executor or make_executor(config.executor)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        evolution = Evolution(config.search, store, executor, warm, target, progress)
+        return evolution.run(), store
+    finally:
+        executor.close()
+
+
+__all__ = ["evolve", "make_executor", "open_store", "run_dir_for", "stored_config", "with_overrides"]

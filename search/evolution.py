@@ -1,0 +1,338 @@
+"""Regularized evolution over programs: steady state, asynchronous, durable.
+
+The population starts as copies of a warm-start program (AdamW by default). A child is made by
+picking the best of `tournament` random members and mutating it; the child is screened before
+anyone trains it (`optsearch.search.equivalence`): invalid children are counted and dropped,
+children equivalent to a known program reuse its fitness, and only new behaviour is sent to the
+executor. As many children are in flight as the executor has workers; each result joins the
+population as it arrives and the oldest member leaves (ageing). When the best fitness has not
+improved for `restart_after` evaluations, the population restarts from copies of the best.
+
+Everything the search decides is written to the run store in the same transaction as the
+search's RNG state and counters, so a run killed at any moment resumes where its last commit
+left it: children that were in flight are sent again, and with the inline executor the run
+continues exactly as if it had never stopped (the random draws after the last commit are
+replayed identically).
+"""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+from optsearch.dsl import Program, canonicalize, parse_program, print_program
+from optsearch.evaluators import EvalJob, Executor, JobResult
+from optsearch.search.equivalence import EquivalenceCache, matches, screen
+from optsearch.search.mutate import mutate
+from optsearch.search.settings import SearchSettings
+from optsearch.search.store import RunStore
+
+MAX_CHAIN = 8          # mutations applied to one child at most while it stays equivalent to its parent
+MAX_IDLE_CHILDREN = 20_000  # children in a row without a new evaluation: the neighbourhood is exhausted
+
+
+@dataclass
+class Counters:
+    """What the search has done; saved with every commit."""
+
+    children: int = 0            # children screened (rejected + cached + evaluated)
+    rejected: int = 0            # refused by abstract execution or the fingerprint
+    hash_hits: int = 0           # equivalent to a known program by canonical hash
+    fingerprint_hits: int = 0    # ... by functional fingerprint
+    inflight_duplicates: int = 0  # equivalent to a program still being evaluated (dropped)
+    submitted: int = 0
+    evaluations: int = 0         # finished evaluations
+    births: int = 0              # population insertions (evaluated and cached children)
+    restarts: int = 0
+    best_id: int | None = None
+    best_fitness: float = -math.inf
+    last_improvement: int = 0    # evaluation index of the last improvement of the best
+    elapsed: float = 0.0         # seconds spent searching, over every session of the run
+    found_target: int | None = None   # program id that matched the target
+    found_at: int | None = None       # ... after this many evaluations
+    rejected_reasons: dict = field(default_factory=dict)
+
+    @property
+    def cache_hits(self) -> int:
+        return self.hash_hits + self.fingerprint_hits
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["best_fitness"] = d["best_fitness"] if math.isfinite(d["best_fitness"]) else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Counters":
+        d = dict(d)
+        d["best_fitness"] = -math.inf if d.get("best_fitness") is None else d["best_fitness"]
+        return cls(**d)
+
+
+@dataclass
+class Outcome:
+    """How a call to `Evolution.run` ended."""
+
+    reason: str                  # budget | seconds | stop_fitness | target | exhausted
+    counters: Counters
+    best_id: int | None
+    best_fitness: float
+
+
+Progress = Callable[["Evolution"], None]
+
+
+class Evolution:
+    """One run of regularized evolution on `store`, evaluating through `executor`.
+
+    `warm_start` and `target` are resolved programs (the settings name them); `progress` is
+    called after every finished evaluation and about every second while waiting.
+    """
+
+    def __init__(self, settings: SearchSettings, store: RunStore, executor: Executor, warm_start: Program,
+                 target: Program | None = None, progress: Progress | None = None):
+        self.settings, self.store, self.executor = settings, store, executor
+        self.warm_start, self.target, self.progress = warm_start, target, progress
+        self.rng = random.Random(settings.seed)
+        self.counters = Counters()
+        self.cache = EquivalenceCache()
+        self.population: list[tuple[int, int, float]] = []   # (birth, program id, fitness), oldest first
+        self.inflight: dict[int, int] = {}                    # job id -> program id
+        self._programs: dict[int, Program] = {}
+        self._hash_of: dict[int, str | None] = {}
+        self._fitness: dict[int, float] = {}
+        self._session_start = time.monotonic()
+        self._elapsed_base = 0.0
+        self._idle = 0
+        self._load()
+
+    # --- state in and out of the store ------------------------------------------------------------
+
+    def _load(self) -> None:
+        state = self.store.get("search_state")
+        if state is not None:
+            self.rng.setstate(_rng_state(state["rng"]))
+            self.counters = Counters.from_json(state["counters"])
+            self._elapsed_base = self.counters.elapsed
+        self.population = self.store.population()
+        for row in self.store.programs("status != 'cancelled'"):
+            self._hash_of[row.id] = row.hash
+            if row.status == "cached":
+                continue
+            self.cache.add(row.id, row.hash, row.fingerprint)
+            if row.status != "pending":
+                self._fitness[row.id] = row.fitness
+
+    def _save_state(self) -> None:
+        self.counters.elapsed = self.elapsed
+        state = self.rng.getstate()
+        self.store.set("search_state", {"rng": [state[0], list(state[1]), state[2]],
+                                        "counters": self.counters.to_json()})
+
+    @property
+    def elapsed(self) -> float:
+        return self._elapsed_base + time.monotonic() - self._session_start
+
+    def program(self, program_id: int) -> Program:
+        if program_id not in self._programs:
+            self._programs[program_id] = parse_program(self.store.program(program_id).text)
+        return self._programs[program_id]
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Search until the budget or a stop condition is reached; returns why it stopped.
+
+        Safe to call on a store that was interrupted: in-flight children are sent again.
+        """
+        self._session_start = time.monotonic()
+        if self.store.count_programs() == 0:
+            self._start()
+        for row in self.store.programs("status = 'pending'"):
+            self._submit(row.id)
+        reason = self._stop_reason()
+        last_report = 0.0
+        while reason is None or (reason in ("budget", "seconds") and self.executor.pending()):
+            if reason is None:
+                self._fill()
+            if self.executor.pending() == 0:
+                reason = self._stop_reason() or ("exhausted" if self._idle >= MAX_IDLE_CHILDREN else None)
+                if reason is None and not self.population:
+                    raise RuntimeError("no population and nothing in flight")  # cannot happen: a bug
+                continue
+            result = self.executor.next_result(timeout=1.0)
+            if result is not None:
+                self._record(result)
+            if self.progress and (result is not None or time.monotonic() - last_report > 1.0):
+                last_report = time.monotonic()
+                self.progress(self)
+            reason = self._stop_reason()
+        if reason in ("target", "stop_fitness"):
+            self._cancel_inflight()
+        with self.store.transaction():
+            self._save_state()
+            self.store.set("finished", {"reason": reason, "evaluations": self.counters.evaluations})
+        best = self.counters.best_id
+        return Outcome(reason, self.counters, best, self.counters.best_fitness)
+
+    def _stop_reason(self) -> str | None:
+        s, c = self.settings, self.counters
+        if c.found_target is not None:
+            return "target"
+        if s.stop_fitness is not None and c.best_fitness >= s.stop_fitness:
+            return "stop_fitness"
+        if s.evaluations is not None and c.evaluations + len(self.inflight) >= s.evaluations:
+            return "budget"
+        if s.seconds is not None and self.elapsed >= s.seconds:
+            return "seconds"
+        if self._idle >= MAX_IDLE_CHILDREN:
+            return "exhausted"
+        return None
+
+    def _start(self) -> None:
+        """Store the warm start and send it for evaluation; the population fills when it returns."""
+        s = screen(self.warm_start)
+        with self.store.transaction():
+            pid = self.store.add_program(print_program(self.warm_start), s.hash, s.fingerprint, None, "warm start")
+            self.cache.add(pid, s.hash, s.fingerprint)
+            self._hash_of[pid] = s.hash
+            self._save_state()
+
+    def _fill(self) -> None:
+        while (self.population and self.executor.pending() < max(1, self.executor.workers)
+               and self._stop_reason() is None):
+            self._spawn()
+
+    def _tournament(self) -> int:
+        k = min(self.settings.tournament, len(self.population))
+        contenders = self.rng.sample(self.population, k)
+        return max(contenders, key=lambda m: m[2])[1]  # first of the best in sample order
+
+    def _spawn(self) -> None:
+        """Make one child: screen it, reuse an equivalent program's fitness, or send it out."""
+        c = self.counters
+        parent_id = self._tournament()
+        parent_hash = self._hash_of.get(parent_id)
+        child, names = self.program(parent_id), []
+        for _ in range(MAX_CHAIN):
+            drawn = mutate(child, self.rng, self.settings.mutation_weights)
+            if drawn is None:
+                continue
+            child, name = drawn
+            names.append(name)
+            s = screen(child, self.settings.max_statements)
+            if not s.ok:
+                c.children += 1
+                c.rejected += 1
+                key = s.reason.split(":")[0]
+                c.rejected_reasons[key] = c.rejected_reasons.get(key, 0) + 1
+                self._idle += 1
+                return
+            if s.hash != parent_hash:
+                break
+        else:
+            self._idle += 1
+            return
+        c.children += 1
+        canonical = canonicalize(child)
+        text = print_program(replace(canonical, name="candidate"))
+        mutation = "+".join(names)
+        hit = self.cache.lookup(s.hash, s.fingerprint)
+        if hit is not None and hit[0] not in self._fitness:
+            c.inflight_duplicates += 1          # its twin is still being evaluated
+            self._idle += 1
+            return
+        with self.store.transaction():
+            if hit is not None:
+                source, kind = hit
+                fitness = self._fitness[source]
+                if kind == "hash":
+                    c.hash_hits += 1
+                else:
+                    c.fingerprint_hits += 1
+                pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation, "cached",
+                                             fitness, source, kind)
+                self._hash_of[pid] = s.hash
+                self._join(pid, fitness)
+                self._idle += 1
+                if self.target is not None and self._match(canonical):
+                    c.found_target, c.found_at = pid, c.evaluations
+            else:
+                pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation)
+                self.cache.add(pid, s.hash, s.fingerprint)
+                self._hash_of[pid] = s.hash
+                self._idle = 0
+            self._save_state()
+        if hit is None:
+            self._submit(pid)
+
+    def _submit(self, program_id: int) -> None:
+        e = self.settings.evaluation
+        job = EvalJob(self.store.program(program_id).text, tuple(e.tasks), tuple(range(e.seeds)),
+                      tuple(e.lr_multipliers), e.time_limit, e.device)
+        self.inflight[self.executor.submit(job)] = program_id
+        self.counters.submitted += 1
+
+    def _record(self, jr: JobResult) -> None:
+        pid = self.inflight.pop(jr.job_id)
+        r, c = jr.result, self.counters
+        fitness = r.fitness if r.status == "ok" and math.isfinite(r.fitness) else -math.inf
+        with self.store.transaction():
+            c.evaluations += 1
+            for score in r.scores:
+                self.store.add_evaluation(pid, score, jr.worker)
+            self.store.finish_program(pid, r.status, fitness, c.evaluations)
+            self._fitness[pid] = fitness
+            if not self.population and pid == 1:      # the warm start: the population is its copies
+                for _ in range(self.settings.population):
+                    self._join(pid, fitness)
+            else:
+                self._join(pid, fitness)
+            if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
+                c.found_target, c.found_at = pid, c.evaluations
+            self._maybe_restart()
+            finite = [f for _, _, f in self.population if math.isfinite(f)]
+            self.store.add_history(c.evaluations, c.best_fitness, statistics.median(finite) if finite else None)
+            self._save_state()
+
+    def _join(self, pid: int, fitness: float) -> None:
+        c = self.counters
+        c.births += 1
+        self.population.append((c.births, pid, fitness))
+        self.store.push_population(c.births, pid, fitness, self.settings.population)
+        del self.population[:max(0, len(self.population) - self.settings.population)]
+        if fitness > c.best_fitness:
+            c.best_id, c.best_fitness, c.last_improvement = pid, fitness, c.evaluations
+
+    def _maybe_restart(self) -> None:
+        c, after = self.counters, self.settings.restart_after
+        if after is None or c.best_id is None or c.evaluations - c.last_improvement < after:
+            return
+        c.restarts += 1
+        c.last_improvement = c.evaluations
+        self.store.clear_population()
+        self.population.clear()
+        for _ in range(self.settings.population):
+            self._join(c.best_id, c.best_fitness)
+        self.store.add_event("restart", f"no improvement in {after} evaluations: population restarted "
+                                        f"from #{c.best_id} (fitness {c.best_fitness:+.4f})", c.evaluations)
+
+    def _match(self, program: Program) -> bool:
+        t = self.settings.target
+        return matches(program, self.target, t.rel_tol, t.abs_tol) if t else matches(program, self.target)
+
+    def _cancel_inflight(self) -> None:
+        """A stop condition ended the run: in-flight children will not be waited for."""
+        with self.store.transaction():
+            for pid in self.inflight.values():
+                self.store.finish_program(pid, "cancelled", -math.inf, None)
+        self.inflight.clear()
+
+
+def _rng_state(saved: list) -> tuple:
+    return saved[0], tuple(saved[1]), saved[2]
+
+
+__all__ = ["Counters", "Evolution", "Outcome"]

@@ -1,0 +1,315 @@
+"""Mutations: small edits of a program that return a new program (the IR is immutable).
+
+Programs are mutated in SSA form (every statement defines a new name, as the canonical form
+does), which makes "where is this value used" a simple question. Each mutation picks its
+edit at random from the `random.Random` it is given, so a seeded search is reproducible.
+A mutation may fail to apply (no constant to perturb, nothing to delete): it returns None and
+the caller draws again. Children are not type-checked here: the search's abstract execution
+does that, and counts the rejects.
+
+Besides the classic insert / delete / change-argument / change-op / perturb-constant, three
+mutations make the moves that matter for optimizers likely (shared/research/search-notes.md):
+`wrap` applies an op to a value in place (`x = sign(x)` right where `x` is made), `split`
+copies a statement so that two of its uses can drift apart (Lion's `c` and `m` come from one
+interpolation), and `add_state` adds a new exponential moving average of a value.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+
+from optsearch.dsl import INPUTS, OPS, Const, Operand, Program, Statement, Var, variable_types
+from optsearch.dsl.analysis import check
+
+# Constants new statements draw from: the values optimizers are written with.
+CONSTANT_POOL: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 0.1, 0.01, 1e-3, 1e-8)
+BETAS: tuple[float, ...] = (0.9, 0.99, 0.999)
+# Perturbation scales in log space: fine tuning, a step, a jump (0.9 -> 0.99 is one jump).
+PERTURB_SIGMAS: tuple[float, ...] = (0.05, 0.3, 1.0)
+
+
+@dataclass
+class _Draft:
+    """A program being edited: SSA body, parameters, returned names."""
+
+    name: str
+    params: list[str]
+    body: list[Statement]
+    returns: list[str]
+
+    @classmethod
+    def of(cls, p: Program) -> "_Draft":
+        return cls(p.name, list(p.params), list(p.body), list(p.returns))
+
+    def program(self) -> Program:
+        params = [p for p in INPUTS if p in self.params or (p == "step" and self._reads("step"))]
+        params += [p for p in self.params if p not in INPUTS]
+        return Program(self.name, tuple(params), tuple(self.body), tuple(self.returns))
+
+    def _reads(self, name: str) -> bool:
+        return any(isinstance(a, Var) and a.name == name for s in self.body for a in s.args)
+
+    def fresh(self) -> str:
+        taken = set(self.params) | {s.target for s in self.body}
+        k = len(self.body) + 1
+        while f"t{k}" in taken:
+            k += 1
+        return f"t{k}"
+
+    def available(self, pos: int) -> list[str]:
+        """Names readable by a statement inserted at `pos`."""
+        return [p for p in INPUTS] + [p for p in self.params if p not in INPUTS] + [s.target for s in self.body[:pos]]
+
+    def definition(self, name: str) -> int:
+        """Index of the statement defining `name`; -1 for a parameter (or `step`)."""
+        for i, s in enumerate(self.body):
+            if s.target == name:
+                return i
+        return -1
+
+    def uses(self, name: str, after: int = -1) -> list[tuple[int, int]]:
+        """(statement, argument) positions reading `name` after statement `after`; (-1, k) is return slot k."""
+        out = [(i, j) for i, s in enumerate(self.body) if i > after
+               for j, a in enumerate(s.args) if isinstance(a, Var) and a.name == name]
+        return out + [(-1, k) for k, r in enumerate(self.returns) if r == name]
+
+    def redirect(self, sites: list[tuple[int, int]], name: str) -> None:
+        for i, j in sites:
+            if i == -1:
+                self.returns[j] = name
+            else:
+                s = self.body[i]
+                args = list(s.args)
+                args[j] = Var(name)
+                self.body[i] = replace(s, args=tuple(args))
+
+
+def _types(d: _Draft) -> dict[str, str]:
+    types = variable_types(d.program())
+    types.setdefault("step", "scalar")
+    return types
+
+
+def _constant(rng: random.Random) -> Const:
+    return Const(rng.choice(CONSTANT_POOL))
+
+
+def _operand(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], want: str, p_const: float = 0.25) -> Operand:
+    names = [n for n in d.available(pos) if want != "tensor" or types.get(n) == "tensor"]
+    if want != "tensor" and rng.random() < p_const or not names:
+        return _constant(rng)
+    return Var(rng.choice(names))
+
+
+def _random_op(rng: random.Random, arity: int | None = None) -> str:
+    names = [n for n, op in OPS.items() if arity is None or op.arity == arity]
+    return rng.choice(names)
+
+
+def _result_type(op: str, args: tuple[Operand, ...], types: dict[str, str]) -> str:
+    if OPS[op].kind != "elementwise":
+        return "scalar"
+    return "tensor" if any(isinstance(a, Var) and types.get(a.name) == "tensor" for a in args) else "scalar"
+
+
+def _site_accepts(d: _Draft, site: tuple[int, int], rtype: str) -> bool:
+    i, j = site
+    if i == -1:
+        return rtype == "tensor"
+    return rtype == "tensor" or OPS[d.body[i].op].types()[j] == "any"
+
+
+# --- the mutations: each edits a draft in place and returns False when it does not apply ----------
+
+def insert(rng: random.Random, d: _Draft) -> bool:
+    """A new statement of a random op over values available at a random place, spliced into one later use."""
+    types = _types(d)
+    pos = rng.randint(0, len(d.body))
+    op = _random_op(rng)
+    args = tuple(_operand(rng, d, pos, types, t) for t in OPS[op].types())
+    rtype = _result_type(op, args, types)
+    name = d.fresh()
+    d.body.insert(pos, Statement(name, op, args))
+    sites = [(i, j) for i, j in _all_sites(d, after=pos) if _site_accepts(d, (i, j), rtype)]
+    if not sites:
+        return False
+    d.redirect([rng.choice(sites)], name)
+    return True
+
+
+def _all_sites(d: _Draft, after: int) -> list[tuple[int, int]]:
+    return [(i, j) for i, s in enumerate(d.body) if i > after for j in range(len(s.args))] + \
+           [(-1, k) for k in range(len(d.returns))]
+
+
+def wrap(rng: random.Random, d: _Draft) -> bool:
+    """`x = op(x, ...)` right after `x` is made; every later use of `x` reads the result."""
+    types = _types(d)
+    candidates = [n for n in d.available(len(d.body)) if d.uses(n)]
+    if not candidates:
+        return False
+    x = rng.choice(candidates)
+    pos = d.definition(x) + 1
+    op = _random_op(rng)
+    spec = OPS[op].types()
+    slots = [k for k, t in enumerate(spec) if t == "any" or types.get(x) == "tensor"]
+    if not slots:
+        return False
+    at = rng.choice(slots)
+    args = tuple(Var(x) if k == at else _operand(rng, d, pos, types, t) for k, t in enumerate(spec))
+    uses = d.uses(x, after=pos - 1)
+    name = d.fresh()
+    d.body.insert(pos, Statement(name, op, args))
+    d.redirect([(i + 1 if i >= 0 else i, j) for i, j in uses], name)
+    return True
+
+
+def delete(rng: random.Random, d: _Draft) -> bool:
+    """Remove a statement; its uses read one of its variable arguments instead."""
+    if not d.body:
+        return False
+    types = _types(d)
+    i = rng.randrange(len(d.body))
+    s = d.body[i]
+    rtype = types[s.target]
+    choices = [a for a in s.args if isinstance(a, Var) and (rtype == "scalar" or types.get(a.name) == "tensor")]
+    if not choices:
+        return False
+    keep = rng.choice(choices).name
+    uses = d.uses(s.target, after=i)
+    del d.body[i]
+    d.redirect([(u - 1 if u >= 0 else u, j) for u, j in uses], keep)
+    return True
+
+
+def split(rng: random.Random, d: _Draft) -> bool:
+    """Copy a statement under a new name; a random part of its uses reads the copy."""
+    shared = [i for i, s in enumerate(d.body) if len(d.uses(s.target, after=i)) >= 2]
+    if not shared:
+        return False
+    i = rng.choice(shared)
+    s = d.body[i]
+    uses = d.uses(s.target, after=i)
+    moved = rng.sample(uses, rng.randint(1, len(uses) - 1))
+    name = d.fresh()
+    d.body.insert(i + 1, Statement(name, s.op, s.args))
+    d.redirect([(u + 1 if u >= 0 else u, j) for u, j in moved], name)
+    return True
+
+
+def change_arg(rng: random.Random, d: _Draft) -> bool:
+    """One argument of a statement reads another available value or a constant."""
+    with_args = [i for i, s in enumerate(d.body) if s.args]
+    if not with_args:
+        return False
+    types = _types(d)
+    i = rng.choice(with_args)
+    s = d.body[i]
+    j = rng.randrange(len(s.args))
+    new = _operand(rng, d, i, types, OPS[s.op].types()[j])
+    if new == s.args[j]:
+        return False
+    d.body[i] = replace(s, args=s.args[:j] + (new,) + s.args[j + 1:])
+    return True
+
+
+def change_op(rng: random.Random, d: _Draft) -> bool:
+    """Same arguments, another op of the same arity."""
+    if not d.body:
+        return False
+    i = rng.randrange(len(d.body))
+    s = d.body[i]
+    op = _random_op(rng, len(s.args))
+    if op == s.op:
+        return False
+    d.body[i] = replace(s, op=op)
+    return True
+
+
+def perturb_constant(rng: random.Random, d: _Draft) -> bool:
+    """Move one constant in log space: betas (0.5 <= c < 1) move in log(1 - c), so 0.9 can reach 0.99."""
+    sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args) if isinstance(a, Const)]
+    if not sites:
+        return False
+    i, j = rng.choice(sites)
+    s = d.body[i]
+    new = perturb_value(s.args[j].value, rng)
+    if new == s.args[j].value:
+        return False
+    d.body[i] = replace(s, args=s.args[:j] + (Const(new),) + s.args[j + 1:])
+    return True
+
+
+def perturb_value(c: float, rng: random.Random) -> float:
+    """A perturbed constant, rounded to 3 significant digits (of 1 - c for betas) to stay readable."""
+    if not math.isfinite(c) or c == 0.0:
+        return rng.choice(CONSTANT_POOL)
+    factor = math.exp(rng.gauss(0.0, rng.choice(PERTURB_SIGMAS)))
+    if 0.5 <= c < 1.0:
+        return 1.0 - _round_sig(min((1.0 - c) * factor, 0.5))
+    return _round_sig(c * factor)
+
+
+def _round_sig(x: float, digits: int = 3) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def add_state(rng: random.Random, d: _Draft) -> bool:
+    """A new state: an exponential moving average `t = interp(x, s, beta)` of a tensor value `x`,
+    kept across steps and spliced into one use of `x`."""
+    types = _types(d)
+    tensors = [n for n in d.available(len(d.body)) if types.get(n) == "tensor" and d.uses(n)]
+    if not tensors:
+        return False
+    x = rng.choice(tensors)
+    pos = d.definition(x) + 1
+    k = 1
+    while f"s{k}" in d.params or f"s{k}" in {s.target for s in d.body}:
+        k += 1
+    state, name = f"s{k}", d.fresh()
+    uses = d.uses(x, after=pos - 1)
+    d.params.append(state)
+    d.body.insert(pos, Statement(name, "interp", (Var(x), Var(state), Const(rng.choice(BETAS)))))
+    d.returns.append(name)
+    i, j = rng.choice(uses)
+    d.redirect([(i + 1 if i >= 0 else i, j)], name)
+    return True
+
+
+MUTATIONS = {"insert": insert, "wrap": wrap, "delete": delete, "split": split, "change_arg": change_arg,
+             "change_op": change_op, "perturb_constant": perturb_constant, "add_state": add_state}
+
+
+def to_ssa(program: Program) -> Program:
+    """`program` with every statement defining a fresh name (what mutations edit)."""
+    check(program)
+    seen: dict[str, str] = {}
+    body, taken = [], set(program.params) | {s.target for s in program.body}
+    counter = 0
+    for s in program.body:
+        args = tuple(Var(seen.get(a.name, a.name)) if isinstance(a, Var) else a for a in s.args)
+        target = s.target
+        if target in program.params or target in seen.values() or any(b.target == target for b in body):
+            counter += 1
+            while f"x{counter}" in taken:
+                counter += 1
+            target = f"x{counter}"
+            taken.add(target)
+        seen[s.target] = target
+        body.append(Statement(target, s.op, args, s.line))
+    returns = tuple(seen.get(r, r) for r in program.returns)
+    return Program(program.name, program.params, tuple(body), returns, program.return_line)
+
+
+def mutate(program: Program, rng: random.Random, weights: dict[str, float]) -> tuple[Program, str] | None:
+    """Apply one mutation drawn by `weights`; returns (child, mutation name) or None if it did not apply."""
+    names = [n for n, w in weights.items() if w > 0]
+    name = rng.choices(names, weights=[weights[n] for n in names])[0]
+    d = _Draft.of(to_ssa(program))
+    if not MUTATIONS[name](rng, d):
+        return None
+    return d.program(), name
+
+
+__all__ = ["CONSTANT_POOL", "MUTATIONS", "mutate", "perturb_value", "to_ssa"]

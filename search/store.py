@@ -1,0 +1,318 @@
+"""The run store: one SQLite database (WAL) per run, at `runs/NAME/run.db`.
+
+It holds the resolved config, every program (text, canonical hash, fingerprint, parent,
+mutation), every evaluation (per task: metrics, fitness, status, worker, time), the
+population, the search's RNG state and counters, and a fitness history for plots. Every change
+the search makes is one transaction (`with store.transaction():`), so a process killed at any
+instant (SIGKILL included) leaves the database at the last commit: nothing finished is lost,
+and `optsearch resume` continues from there. WAL with `synchronous=NORMAL` is durable against
+process crashes; against power loss the last commits may be lost, never the database's integrity.
+
+Readers (`optsearch show`) open the same file while a search writes to it; WAL lets both run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from optsearch.dsl import OptsearchError
+
+RUN_DB = "run.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,
+    hash TEXT,
+    fingerprint TEXT,
+    parent INTEGER REFERENCES programs(id),
+    mutation TEXT,
+    status TEXT NOT NULL,          -- pending | ok | diverged | invalid | timeout | error | cached
+    fitness REAL,                  -- NULL until known, and for -inf (failed programs)
+    reuses INTEGER REFERENCES programs(id),   -- status cached: the program whose evaluation it reuses
+    cache TEXT,                    -- cached: 'hash' or 'fingerprint'
+    created REAL NOT NULL,
+    finished REAL,
+    eval_index INTEGER             -- the n-th finished evaluation of the run (1-based)
+);
+CREATE INDEX IF NOT EXISTS programs_hash ON programs(hash);
+CREATE INDEX IF NOT EXISTS programs_status ON programs(status);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY,
+    program_id INTEGER NOT NULL REFERENCES programs(id),
+    purpose TEXT NOT NULL,         -- search | funnel
+    task TEXT NOT NULL,
+    size TEXT NOT NULL,
+    status TEXT NOT NULL,
+    metric REAL,
+    fitness REAL,
+    reference REAL,
+    seeds TEXT NOT NULL,           -- JSON lists
+    per_seed TEXT NOT NULL,
+    best_lr TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    steps INTEGER,
+    seconds REAL,
+    error TEXT,
+    worker TEXT,
+    finished REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_program ON evaluations(program_id);
+CREATE TABLE IF NOT EXISTS population (
+    birth INTEGER PRIMARY KEY,     -- order of arrival: the smallest is the oldest
+    program_id INTEGER NOT NULL REFERENCES programs(id),
+    fitness REAL
+);
+CREATE TABLE IF NOT EXISTS history (
+    eval_index INTEGER PRIMARY KEY,
+    best REAL,
+    median REAL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    eval_index INTEGER,
+    kind TEXT NOT NULL,
+    detail TEXT,
+    at REAL NOT NULL
+);
+"""
+
+
+def _num(x: float | None) -> float | None:
+    """Non-finite floats are stored as NULL (SQLite has no inf)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _fit(x: float | None) -> float:
+    return x if x is not None else -math.inf
+
+
+@dataclass
+class ProgramRow:
+    id: int
+    text: str
+    hash: str | None
+    fingerprint: str | None
+    parent: int | None
+    mutation: str | None
+    status: str
+    fitness: float              # -inf when failed or unknown
+    reuses: int | None
+    cache: str | None
+    created: float
+    finished: float | None
+    eval_index: int | None
+
+
+class RunStore:
+    """A run's database. Use `RunStore.create` for a new run and `RunStore.open` for an existing one."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = Path(path)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+        self.db.row_factory = sqlite3.Row
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, run_dir: Path, config: dict) -> "RunStore":
+        run_dir = Path(run_dir)
+        path = run_dir / RUN_DB
+        if path.exists():
+            raise OptsearchError(f"{path}: a run already exists here; continue it with --resume "
+                                 f"(or `optsearch resume {run_dir}`), or choose another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(path)
+        with store.transaction():
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    store.db.execute(stmt)
+            store._set("schema_version", SCHEMA_VERSION)
+            store._set("config", config)
+            store._set("created", time.time())
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path, readonly: bool = False) -> "RunStore":
+        run_dir = Path(run_dir)
+        path = run_dir / RUN_DB if run_dir.suffix != ".db" else run_dir
+        if not path.is_file():
+            raise OptsearchError(f"no run store at {path.parent} (runs are created by `optsearch evolve CONFIG`)")
+        try:
+            store = cls(path, readonly=readonly)
+            version = store.get("schema_version")
+        except sqlite3.DatabaseError as e:
+            raise OptsearchError(f"{path}: not a run store ({e})") from None
+        if version != SCHEMA_VERSION:
+            raise OptsearchError(f"{path}: run store version {version}, this optsearch reads {SCHEMA_VERSION}")
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (nested uses join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def _set(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set(self, key: str, value: Any) -> None:
+        with self.transaction():
+            self._set(key, value)
+
+    @property
+    def config(self) -> dict:
+        return self.get("config")
+
+    # --- programs and evaluations ------------------------------------------------------------
+
+    def add_program(self, text: str, hash: str | None, fingerprint: str | None, parent: int | None,
+                    mutation: str | None, status: str = "pending", fitness: float | None = None,
+                    reuses: int | None = None, cache: str | None = None) -> int:
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO programs(text, hash, fingerprint, parent, mutation, status, fitness, reuses, cache, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (text, hash, fingerprint, parent, mutation, status, _num(fitness), reuses, cache, time.time()))
+            return int(cur.lastrowid)
+
+    def finish_program(self, program_id: int, status: str, fitness: float, eval_index: int | None) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE programs SET status = ?, fitness = ?, finished = ?, eval_index = ? WHERE id = ?",
+                            (status, _num(fitness), time.time(), eval_index, program_id))
+
+    def add_evaluation(self, program_id: int, score: Any, worker: str | None, purpose: str = "search") -> None:
+        """Store one task score (`optsearch.evaluators.TaskScore`)."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO evaluations(program_id, purpose, task, size, status, metric, fitness, reference, seeds,"
+                " per_seed, best_lr, metrics, steps, seconds, error, worker, finished)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (program_id, purpose, score.task, score.size, score.status, _num(score.metric), _num(score.fitness),
+                 _num(score.reference), json.dumps(list(score.seeds)),
+                 json.dumps([_num(x) for x in score.per_seed]), json.dumps(list(score.best_lr)),
+                 json.dumps([_num(x) for x in score.metrics]), score.steps, score.seconds, score.error, worker,
+                 time.time()))
+
+    def program(self, program_id: int) -> ProgramRow:
+        row = self.db.execute("SELECT * FROM programs WHERE id = ?", (program_id,)).fetchone()
+        if row is None:
+            raise OptsearchError(f"{self.path}: no program with id {program_id} "
+                                 f"(ids run from 1 to {self.count_programs()})")
+        return _program_row(row)
+
+    def programs(self, where: str = "1", params: tuple = (), order: str = "id") -> list[ProgramRow]:
+        rows = self.db.execute(f"SELECT * FROM programs WHERE {where} ORDER BY {order}", params).fetchall()
+        return [_program_row(r) for r in rows]
+
+    def count_programs(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM programs").fetchone()[0])
+
+    def evaluations(self, program_id: int | None = None, purpose: str | None = None) -> list[sqlite3.Row]:
+        q, args = "SELECT * FROM evaluations WHERE 1", []
+        if program_id is not None:
+            q, args = q + " AND program_id = ?", args + [program_id]
+        if purpose is not None:
+            q, args = q + " AND purpose = ?", args + [purpose]
+        return self.db.execute(q + " ORDER BY id", args).fetchall()
+
+    def lineage(self, program_id: int) -> list[ProgramRow]:
+        """The program and its ancestors back to the warm start, newest first."""
+        out, seen = [], set()
+        pid: int | None = program_id
+        while pid is not None and pid not in seen:
+            seen.add(pid)
+            row = self.program(pid)
+            out.append(row)
+            pid = row.parent
+        return out
+
+    # --- population, history, events -------------------------------------------------------------
+
+    def population(self) -> list[tuple[int, int, float]]:
+        """(birth, program id, fitness), oldest first."""
+        rows = self.db.execute("SELECT birth, program_id, fitness FROM population ORDER BY birth").fetchall()
+        return [(int(b), int(p), _fit(f)) for b, p, f in rows]
+
+    def push_population(self, birth: int, program_id: int, fitness: float, size: int) -> None:
+        """Add a member; remove the oldest while there are more than `size` (ageing)."""
+        with self.transaction():
+            self.db.execute("INSERT INTO population(birth, program_id, fitness) VALUES (?, ?, ?)",
+                            (birth, program_id, _num(fitness)))
+            self.db.execute("DELETE FROM population WHERE birth IN (SELECT birth FROM population ORDER BY birth "
+                            "LIMIT MAX(0, (SELECT COUNT(*) FROM population) - ?))", (size,))
+
+    def clear_population(self) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM population")
+
+    def add_history(self, eval_index: int, best: float, median: float | None) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO history(eval_index, best, median, at) VALUES (?, ?, ?, ?)",
+                            (eval_index, _num(best), _num(median), time.time()))
+
+    def history(self) -> list[tuple[int, float, float]]:
+        rows = self.db.execute("SELECT eval_index, best, median FROM history ORDER BY eval_index").fetchall()
+        return [(int(i), _fit(b), _fit(m)) for i, b, m in rows]
+
+    def add_event(self, kind: str, detail: str, eval_index: int | None = None) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO events(eval_index, kind, detail, at) VALUES (?, ?, ?, ?)",
+                            (eval_index, kind, detail, time.time()))
+
+    def events(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM events ORDER BY id").fetchall()
+
+
+def _program_row(r: sqlite3.Row) -> ProgramRow:
+    return ProgramRow(r["id"], r["text"], r["hash"], r["fingerprint"], r["parent"], r["mutation"], r["status"],
+                      _fit(r["fitness"]), r["reuses"], r["cache"], r["created"], r["finished"], r["eval_index"])
+
+
+__all__ = ["RUN_DB", "ProgramRow", "RunStore"]
