@@ -6,13 +6,11 @@ same three forms and fail with the same one-line errors. Programs are parsed, ne
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 
 from optsearch.discovered import load_zoo, zoo_names, zoo_path
-from optsearch.dsl import OptsearchError, Program, load_program
-
-RUN_DB = "run.db"
-
+from optsearch.dsl import OptsearchError, Program, load_program, parse_program
 
 def resolve_program(spec: str) -> Program:
     """The checked program that `spec` names; an `OptsearchError` saying why when none is found."""
@@ -39,17 +37,17 @@ def program_source(spec: str) -> str:
 
 
 def load_run_program(run_dir: Path, program_id: str) -> Program:
-    """The program stored as `program_id` in the run store at `run_dir/run.db`.
-
-    The run store (`optsearch.search`, written by `optsearch evolve`) is not built yet: this
-    validates the reference and says so; the store lookup belongs here.
-    """
+    """The program stored as `program_id` in the run store at `run_dir/run.db`, named `NAME_ID`."""
     if not run_dir.name or not program_id:
         raise OptsearchError(f"expected runs/NAME#ID, got '{run_dir}#{program_id}'")
-    if not (run_dir / RUN_DB).is_file():
-        raise OptsearchError(f"no run store at {run_dir} (runs are created by `optsearch evolve`)")
-    raise OptsearchError(f"{run_dir / RUN_DB}: this version of optsearch cannot read run stores yet "
-                         "(they arrive with `optsearch evolve`)")
+    if not program_id.isdigit():
+        raise OptsearchError(f"{run_dir}#{program_id}: a program id is a number, as `optsearch show {run_dir}` lists")
+    from optsearch.search.store import RunStore  # the store belongs to the search layer
+    with RunStore.open(run_dir, readonly=True) as store:
+        row = store.program(int(program_id))
+    program = parse_program(row.text, path=f"{run_dir}#{program_id}")
+    name = f"{run_dir.name}_{program_id}"
+    return replace(program, name=name if name.isidentifier() else f"program_{program_id}")
 
 
 def _not_found_message(spec: str) -> str:

@@ -11,6 +11,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
 from optsearch.dsl import OptsearchError, Program
 from optsearch.evaluators import Executor, InlineExecutor
@@ -55,6 +57,7 @@ def stored_config(run_dir: Path) -> RunConfig:
 def make_executor(settings: ExecutorSettings) -> Executor:
     """The executor a config asks for; Ray starts here (locally unless an address is given)."""
     if settings.kind == "inline":
+        torch.set_num_threads(settings.threads_per_worker)  # as a Ray worker would: small models, busy cores
         return InlineExecutor()
     from optsearch.evaluators.ray_executor import RayExecutor  # ray is imported only when used
     workers = settings.workers or (os.cpu_count() or 1)

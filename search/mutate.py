@@ -25,8 +25,8 @@ from optsearch.dsl.analysis import check
 # Constants new statements draw from: the values optimizers are written with.
 CONSTANT_POOL: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 0.1, 0.01, 1e-3, 1e-8)
 BETAS: tuple[float, ...] = (0.9, 0.99, 0.999)
-# Perturbation scales in log space: fine tuning, a step, a jump (0.9 -> 0.99 is one jump).
-PERTURB_SIGMAS: tuple[float, ...] = (0.05, 0.3, 1.0)
+# Perturbation scales in log space: fine tuning, a step, jumps (0.9 -> 0.99 is a jump of -2.3).
+PERTURB_SIGMAS: tuple[float, ...] = (0.05, 0.3, 1.0, 2.0)
 
 
 @dataclass
@@ -128,6 +128,9 @@ def insert(rng: random.Random, d: _Draft) -> bool:
     pos = rng.randint(0, len(d.body))
     op = _random_op(rng)
     args = tuple(_operand(rng, d, pos, types, t) for t in OPS[op].types())
+    if not any(isinstance(a, Var) for a in args):  # an op over constants only is a constant
+        k = rng.randrange(len(args))
+        args = args[:k] + (Var(rng.choice(d.available(pos))),) + args[k + 1:]
     rtype = _result_type(op, args, types)
     name = d.fresh()
     d.body.insert(pos, Statement(name, op, args))
@@ -208,7 +211,8 @@ def change_arg(rng: random.Random, d: _Draft) -> bool:
     s = d.body[i]
     j = rng.randrange(len(s.args))
     new = _operand(rng, d, i, types, OPS[s.op].types()[j])
-    if new == s.args[j]:
+    others = s.args[:j] + s.args[j + 1:]
+    if new == s.args[j] or (isinstance(new, Const) and not any(isinstance(a, Var) for a in others)):
         return False
     d.body[i] = replace(s, args=s.args[:j] + (new,) + s.args[j + 1:])
     return True
@@ -247,7 +251,7 @@ def perturb_value(c: float, rng: random.Random) -> float:
         return rng.choice(CONSTANT_POOL)
     factor = math.exp(rng.gauss(0.0, rng.choice(PERTURB_SIGMAS)))
     if 0.5 <= c < 1.0:
-        return 1.0 - _round_sig(min((1.0 - c) * factor, 0.5))
+        return _round_sig(1.0 - _round_sig(min((1.0 - c) * factor, 0.5)), 10)  # 0.9269, not 0.9269000000000001
     return _round_sig(c * factor)
 
 

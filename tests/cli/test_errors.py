@@ -45,7 +45,7 @@ def test_missing_file_says_what_was_looked_for(cli, argv_for, program_command, t
     r = cli(*argv_for(program_command, tmp_path / "nope.py"))
     assert r.code == 2
     assert r.err.startswith(f"optsearch: error: no program file or zoo program named '{tmp_path / 'nope.py'}'")
-    assert "zoo: adagrad, adam," in r.err and r.err.count("\n") == 1
+    assert "; zoo: " in r.err and " adamw," in r.err and r.err.count("\n") == 1
 
 
 def test_misspelled_zoo_name_suggests_the_closest(cli, argv_for, program_command):
@@ -64,7 +64,7 @@ def test_run_reference_without_a_run_store(cli, argv_for, program_command, tmp_p
     monkeypatch.chdir(tmp_path)
     r = cli(*argv_for(program_command, "runs/nightly#17"))
     assert r.code == 2
-    assert r.err == "optsearch: error: no run store at runs/nightly (runs are created by `optsearch evolve`)\n"
+    assert r.err == "optsearch: error: no run store at runs/nightly (runs are created by `optsearch evolve CONFIG`)\n"
 
 
 @pytest.mark.parametrize("spec", ["runs/nightly#", "#17"])

@@ -1,0 +1,80 @@
+"""`optsearch evolve`, `resume` and `show` as a user drives them, with the inline executor."""
+import json
+
+import pytest
+
+CONFIG = """
+name: tiny
+seed: 5
+search: {population: 4, tournament: 2}
+evaluation: {tasks: [imitate/small], lr_multipliers: [1.0]}
+budget: {evaluations: 6}
+executor: {kind: inline}
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_evolve_show_and_export_the_best(cli, config, tmp_path):
+    run = tmp_path / "runs" / "tiny"
+    r = cli("evolve", config, "--run-dir", run, "--quiet")
+    assert r.code == 0, r.err
+    assert "stopped: evaluation budget reached; 6 evaluations" in r.out
+    assert (run / "run.db").is_file() and "population: 4" in (run / "config.yaml").read_text()
+    best_ref = next(line.split()[1].rstrip(",") for line in r.out.splitlines() if line.startswith("best:"))
+
+    shown = cli("show", run, "--top", "3")
+    assert shown.code == 0, shown.err
+    assert "leaderboard" in shown.out and "lineage (newest first):" in shown.out and "warm start" in shown.out
+    report = json.loads(cli("show", run, "--json").out)
+    assert report["counts"]["evaluations"] == 6 and report["best"]["ref"] == best_ref
+    assert report["lineage"][-1]["mutation"] == "warm start"
+    assert 0 <= report["counts"]["cache_hit_rate"] <= 1 and report["finished"]["reason"] == "budget"
+
+    exported = cli("export", best_ref, "-o", tmp_path / "best.py")
+    assert exported.code == 0, exported.err
+    assert "class " in (tmp_path / "best.py").read_text()
+
+
+def test_show_plots_fitness_over_evaluations(cli, config, tmp_path):
+    run = tmp_path / "run"
+    assert cli("evolve", config, "--run-dir", run, "--quiet", "--max-evals", "3").code == 0
+    r = cli("show", run, "--plot", tmp_path / "fit.png")
+    assert r.code == 0, r.err
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_is_never_overwritten_and_resumes_with_a_bigger_budget(cli, config, tmp_path):
+    run = tmp_path / "run"
+    assert cli("evolve", config, "--run-dir", run, "--quiet", "--max-evals", "3").code == 0
+    again = cli("evolve", config, "--run-dir", run, "--quiet")
+    assert again.code == 2 and "a run already exists here; continue it with --resume" in again.err
+    more = cli("resume", run, "--quiet", "--max-evals", "5")
+    assert more.code == 0, more.err
+    assert "5 evaluations" in more.out
+
+
+def test_resume_refuses_a_changed_search(cli, config, tmp_path):
+    run = tmp_path / "run"
+    assert cli("evolve", config, "--run-dir", run, "--quiet", "--max-evals", "2").code == 0
+    config.write_text(CONFIG.replace("population: 4", "population: 8"))
+    r = cli("evolve", config, "--run-dir", run, "--resume", "--quiet")
+    assert r.code == 2 and "'search' differs from the run stored at" in r.err and r.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "{tmp}/nope"], "no run store at {tmp}/nope"),
+    (["resume", "{tmp}/nope"], "no run store at {tmp}/nope"),
+    (["evolve", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: cannot read the config"),
+    (["evolve", "{tmp}/tiny.yaml", "--max-evals", "0"], "--max-evals must be >= 1, got 0"),
+    (["export", "{tmp}/nope#3", "-o", "{tmp}/x.py"], "no run store at {tmp}/nope"),
+])
+def test_missing_runs_and_bad_arguments_are_one_line_errors(cli, config, tmp_path, argv, message):
+    r = cli(*[a.format(tmp=tmp_path) for a in argv])
+    assert r.code == 2
+    assert message.format(tmp=tmp_path) in r.err and r.err.count("\n") == 1

@@ -1,0 +1,81 @@
+"""Run configs: defaults, and one clear line naming file, line and key for every bad input."""
+import pytest
+
+from optsearch.config import ConfigError, dump_config, load_config, parse_config
+from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
+
+GOOD = """\
+name: demo
+seed: 3
+warm_start: adamw
+search:
+  population: 16
+  tournament: 4
+  mutations: {wrap: 3, split: 0}
+evaluation:
+  tasks: [imitate/small, mlp]
+  lr_multipliers: [0.3, 1, 3e-1]
+budget:
+  evaluations: 100
+  target: lion
+executor:
+  kind: inline
+"""
+
+
+def _write(tmp_path, text, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_is_typed_and_defaults_are_filled(tmp_path):
+    c = load_config(_write(tmp_path, GOOD))
+    s = c.search
+    assert c.name == "demo" and s.seed == 3 and s.population == 16 and s.tournament == 4
+    assert s.evaluation.tasks == ("imitate/small", "mlp/small")
+    assert s.evaluation.lr_multipliers == (0.3, 1.0, 0.3)  # YAML's 3e-1 is a string; accepted as a number
+    assert s.mutation_weights == {**DEFAULT_MUTATION_WEIGHTS, "wrap": 3.0, "split": 0.0}
+    assert s.target.program == "lion" and s.target.rel_tol == 0.01
+    assert c.executor.kind == "inline" and s.max_statements == 24
+    again = parse_config(__import__("yaml").safe_load(dump_config(c)), "stored")
+    assert again.search == s and again.executor == c.executor  # the stored config rebuilds the run
+
+
+def test_the_name_defaults_to_the_file_stem(tmp_path):
+    assert load_config(_write(tmp_path, "budget: {evaluations: 5}\n", "night_run.yaml")).name == "night_run"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("search:\n  populaton: 8\n", 2, "search.populaton: unknown key (did you mean 'population'?)"),
+    ("search:\n  population: many\n", 2, "search.population: must be an integer >= 2, got 'many'"),
+    ("search:\n  population: 4\n  tournament: 8\n", 3, "search.tournament: must be <= search.population (4), got 8"),
+    ("evaluation:\n  tasks: [imitate/small, lmm]\n", 2, "evaluation.tasks.1: unknown task 'lmm' (did you mean 'lm'?)"),
+    ("evaluation:\n  tasks:\n    - mlp/huge\n", 3, "evaluation.tasks.0: task 'mlp' has sizes small, medium, large, got 'huge'"),
+    ("evaluation:\n  lr_multipliers: [1, -2]\n", 2, "evaluation.lr_multipliers.1: must be a number > 0, got -2"),
+    ("search:\n  mutations: {wrapp: 1}\n", 2, "search.mutations.wrapp: unknown key (did you mean 'wrap'?)"),
+    ("warm_start: adamx\n", 1, "warm_start: no program file or zoo program named 'adamx'"),
+    ("executor:\n  kind: slurm\n", 2, "executor.kind: must be one of inline, ray, got 'slurm'"),
+    ("budget: {evaluations: null}\n", 1, "budget: needs a limit"),
+    ("search: [1, 2]\n", 1, "search: must be a mapping, got [1, 2]"),
+    ("seed: 1\nseed_typo: 2\n", 2, "seed_typo: unknown key"),
+    ("search:\n  population: 8\n   tournament: 2\n", 3, "not valid YAML"),
+])
+def test_bad_configs_name_the_file_line_and_key(tmp_path, text, line, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{line}: ")
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_an_unreadable_config_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read the config: No such file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_a_warm_start_file_is_found_next_to_the_config(tmp_path):
+    (tmp_path / "start.py").write_text("def start(w, g, lr):\n    u = g * lr\n    return u\n")
+    c = load_config(_write(tmp_path, "warm_start: start.py\n"))
+    assert c.search.warm_start == str(tmp_path / "start.py")

@@ -1,0 +1,85 @@
+"""Regularized evolution on a real (cheap) task: bookkeeping, determinism, restarts, resume."""
+import math
+from dataclasses import replace
+
+import pytest
+
+from optsearch.discovered import load_zoo
+from optsearch.evaluators import InlineExecutor
+from optsearch.search.evolution import Evolution
+from optsearch.search.settings import EvaluationSettings, SearchSettings, Target
+from optsearch.search.store import RunStore
+
+FAST = EvaluationSettings(tasks=("imitate/small",), seeds=1, lr_multipliers=(0.3, 1.0), time_limit=60)
+SETTINGS = SearchSettings(seed=3, population=6, tournament=3, evaluations=16, evaluation=FAST)
+
+
+def _run(path, settings=SETTINGS, warm="adamw", target=None, create=True):
+    store = RunStore.create(path, {"test": True}) if create else RunStore.open(path)
+    evo = Evolution(settings, store, InlineExecutor(), load_zoo(warm), load_zoo(target) if target else None)
+    return evo.run(), store
+
+
+def _programs(store):
+    return [(r.id, r.text, r.status, r.fitness, r.parent, r.mutation) for r in store.programs()]
+
+
+def test_a_run_keeps_its_books(tmp_path):
+    outcome, store = _run(tmp_path / "r")
+    c = outcome.counters
+    assert outcome.reason == "budget" and c.evaluations == 16
+    evaluated = store.programs("eval_index IS NOT NULL", order="eval_index")
+    assert [r.eval_index for r in evaluated] == list(range(1, 17))
+    assert evaluated[0].mutation == "warm start" and evaluated[0].parent is None
+    assert all(r.parent is not None and r.mutation for r in evaluated[1:])
+    assert len(store.evaluations()) == 16  # one task each
+    assert c.children == c.rejected + c.cache_hits + c.evaluations - 1 + c.inflight_duplicates
+    assert len(store.population()) == SETTINGS.population
+    assert len(store.history()) == 16
+    best = max(r.fitness for r in evaluated)
+    assert outcome.best_fitness == best == store.program(outcome.best_id).fitness
+    assert all(store.program(r.reuses).status != "cached" for r in store.programs("status = 'cached'"))
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path):
+    _, a = _run(tmp_path / "a")
+    _, b = _run(tmp_path / "b")
+    assert _programs(a) == _programs(b)
+    _, c = _run(tmp_path / "c", replace(SETTINGS, seed=4))
+    assert _programs(a) != _programs(c)
+
+
+def test_a_run_continued_later_equals_one_run(tmp_path):
+    _, whole = _run(tmp_path / "whole")
+    first, part = _run(tmp_path / "part", replace(SETTINGS, evaluations=7))
+    assert first.counters.evaluations == 7
+    part.close()
+    second, part = _run(tmp_path / "part", create=False)
+    assert second.counters.evaluations == 16
+    assert _programs(part) == _programs(whole)
+
+
+def test_restarts_from_the_best_when_progress_stalls(tmp_path):
+    outcome, store = _run(tmp_path / "r", replace(SETTINGS, restart_after=2, evaluations=12))
+    assert outcome.counters.restarts >= 1
+    (event, *_) = store.events()
+    assert event["kind"] == "restart" and "restarted from #" in event["detail"]
+
+
+def test_stops_when_the_target_is_found(tmp_path):
+    settings = replace(SETTINGS, target=Target("lion"), evaluations=50)
+    outcome, store = _run(tmp_path / "r", settings, warm="lion", target="lion")
+    assert outcome.reason == "target" and outcome.counters.found_at == 1 and outcome.counters.found_target == 1
+
+
+def test_stops_at_a_fitness_threshold(tmp_path):
+    outcome, _ = _run(tmp_path / "r", replace(SETTINGS, stop_fitness=-1.0, evaluations=50))
+    assert outcome.reason == "stop_fitness" and outcome.counters.evaluations == 1
+
+
+def test_failed_evaluations_are_results_not_crashes(tmp_path):
+    settings = replace(SETTINGS, evaluation=replace(FAST, tasks=("quadratic/small",), time_limit=1e-9), evaluations=4)
+    outcome, store = _run(tmp_path / "r", settings)
+    assert outcome.counters.evaluations == 4
+    assert {r.status for r in store.programs("eval_index IS NOT NULL")} == {"timeout"}
+    assert outcome.best_fitness == -math.inf

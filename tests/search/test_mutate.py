@@ -1,0 +1,140 @@
+"""Mutations: valid children, reproducible draws, and the moves that lead from AdamW to Lion."""
+import random
+
+import pytest
+import torch
+
+from optsearch.discovered import load_zoo, zoo_names
+from optsearch.dsl import ProgramOptimizer, canonicalize, check, parse_program, print_program, structural_hash
+from optsearch.search.equivalence import matches
+from optsearch.search.mutate import MUTATIONS, _Draft, mutate, perturb_value, to_ssa
+from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
+
+
+def _updates(program, steps=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    w = [torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(4, generator=gen, dtype=torch.float64)]
+    opt = ProgramOptimizer(program, w)
+    out = []
+    for _ in range(steps):
+        before = [p.clone() for p in w]
+        opt.step([torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in w], 1e-2)
+        out += [b - p for b, p in zip(before, w)]
+    return out
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_ssa_form_computes_the_same_updates(name):
+    p = load_zoo(name)
+    ssa = to_ssa(p)
+    targets = [s.target for s in ssa.body]
+    assert len(targets) == len(set(targets)) and not set(targets) & set(ssa.params)
+    for a, b in zip(_updates(p), _updates(ssa)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_each_mutation_makes_parseable_children_that_differ(mutation):
+    rng = random.Random(1)
+    parent = canonicalize(load_zoo("adamw"))
+    applied = valid = 0
+    for _ in range(60):
+        drawn = mutate(parent, rng, {mutation: 1.0})
+        if drawn is None:
+            continue
+        child, name = drawn
+        assert name == mutation
+        applied += 1
+        text = print_program(child)
+        assert print_program(parse_program(text, validate=False)) == text  # the store keeps text
+        try:
+            check(child)
+        except Exception:
+            continue
+        valid += 1
+        if mutation != "split":  # a split alone is neutral on purpose (the search mutates again)
+            assert child != parent
+    assert applied >= 30 and valid >= 15, (applied, valid)
+
+
+def test_mutation_draws_are_reproducible():
+    parent = load_zoo("adamw")
+    runs = []
+    for _ in range(2):
+        rng = random.Random(7)
+        runs.append([mutate(parent, rng, DEFAULT_MUTATION_WEIGHTS) for _ in range(40)])
+    assert runs[0] == runs[1]
+
+
+def test_wrap_applies_an_op_in_place_for_every_later_use():
+    parent = to_ssa(load_zoo("signum"))  # x1 = interp(g, m, 0.9); update = sign(x1); ...; return ..., x1
+    # Wrapping the new momentum with abs: every later read of it, the returned state included, reads abs.
+    for seed in range(3000):
+        d = _Draft.of(parent)
+        rng = random.Random(seed)
+        if MUTATIONS["wrap"](rng, d) and d.body[1].op == "abs" and d.body[1].args[0].name == d.body[0].target:
+            break
+    else:
+        pytest.fail("wrap never wrapped the momentum in 3000 draws")
+    assert [s.op for s in d.body] == ["interp", "abs", "sign", "mul"]
+    assert d.body[2].args[0].name == d.body[1].target
+    assert d.returns[1] == d.body[1].target  # the new state value is the wrapped one
+
+
+def test_split_then_perturb_reaches_lions_structure_from_signum_with_decay():
+    start = parse_program("""def f(w, g, lr, m):
+    m = interp(g, m, 0.9)
+    u = sign(m)
+    d = w * 0.01
+    u = u + d
+    u = u * lr
+    return u, m
+""")
+    lion = load_zoo("lion")
+    rng = random.Random(0)
+    for _ in range(4000):
+        d = _Draft.of(to_ssa(start))
+        if not MUTATIONS["split"](rng, d):
+            continue
+        child = d.program()
+        assert structural_hash(child) == structural_hash(start)  # neutral until the copies differ
+        d2 = _Draft.of(child)
+        if MUTATIONS["perturb_constant"](rng, d2) and matches(d2.program(), lion, rel_tol=0.5):
+            return
+    pytest.fail("split + perturb never produced Lion's structure")
+
+
+@pytest.mark.parametrize("c", [0.9, 0.99, 0.999, 0.5, 1e-8, 0.01, 2.0, -3.0])
+def test_perturbed_constants_keep_their_range_and_sign(c):
+    rng = random.Random(0)
+    for _ in range(300):
+        x = perturb_value(c, rng)
+        if 0.5 <= c < 1:
+            assert 0.5 <= x < 1
+        else:
+            assert (x > 0) == (c > 0)
+        assert float(f"{x:.10g}") == x  # short, readable constants (no 0.9269000000000001)
+
+
+def test_perturbation_jumps_between_betas_and_homes_in_on_them():
+    rng = random.Random(0)
+    jumps = sum(abs(perturb_value(0.9, rng) - 0.99) <= 0.0099 for _ in range(2000))
+    assert jumps > 60, jumps  # 0.9 -> 0.99 within 1% in one draw, > 3% of the time
+    # Keeping a draw only when it gets closer (what selection does) homes in on 0.95 from 0.999.
+    c = 0.999
+    for _ in range(300):
+        x = perturb_value(c, rng)
+        if abs(x - 0.95) < abs(c - 0.95):
+            c = x
+    assert abs(c - 0.95) <= 0.0005, c
+
+
+def test_add_state_adds_a_moving_average_that_is_carried():
+    rng = random.Random(3)
+    parent = load_zoo("sgd")
+    d = _Draft.of(to_ssa(parent))
+    assert MUTATIONS["add_state"](rng, d)
+    child = d.program()
+    a = check(child)
+    assert len(child.state) == 1 and a.live_state == child.state
+    assert any(s.op == "interp" for s in child.body)
