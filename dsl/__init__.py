@@ -6,10 +6,12 @@ from optsearch.dsl.ir import INPUTS, Const, Operand, Program, Statement, Var
 from optsearch.dsl.ops import OPS, Op, get_op
 from optsearch.dsl.parse import load_program, parse_program
 from optsearch.dsl.printer import format_statement, print_program
+from optsearch.dsl.subspace import Subspace, SubspaceProgram, subspace_from_options, subspace_program
 
 __all__ = [
     "Analysis", "CompiledProgram", "Const", "FlatReducer", "INPUTS", "Layout", "OPS", "Op", "Operand",
     "OptsearchError", "Program", "ProgramError", "ProgramOptimizer", "Statement", "Var", "canonicalize",
     "check", "compile_program", "dead_statements", "format_statement", "get_op", "load_program",
     "parse_program", "print_program", "structural_hash", "variable_types",
+    "Subspace", "SubspaceProgram", "subspace_from_options", "subspace_program",
 ]

@@ -29,8 +29,8 @@ from optsearch.dsl.export_names import EPS_MAX, Constants, Hyperparameter, name_
 from optsearch.dsl.export_plain import write_single_tensor
 from optsearch.dsl.ir import Program
 
-__all__ = ["DEFAULT_LR", "EPS_MAX", "Constants", "Hyperparameter", "class_name_for", "export_program",
-           "format_expr", "name_constants", "strip_parens", "write_export"]
+__all__ = ["DEFAULT_LR", "EPS_MAX", "Constants", "Hyperparameter", "check_class_name", "class_name_for",
+           "export_parts", "export_program", "format_expr", "name_constants", "strip_parens", "write_export"]
 
 _HELPERS = {  # text in the code paths -> the helper it calls, added to the module when called
     "_scalar(": '''def _scalar(x: float, like: Tensor | None = None) -> Tensor:
@@ -39,6 +39,18 @@ _HELPERS = {  # text in the code paths -> the helper it calls, added to the modu
     if like is None:
         return torch.tensor(x, dtype=torch.float64)
     return torch.as_tensor(x, dtype=like.dtype, device=like.device)''',
+    "_row_mean(": '''def _row_mean(x: Tensor) -> Tensor:
+    """The mean of each row of `x` seen as a matrix (x.shape[0], rest), a vector being one row:
+    a row value, shaped (x.shape[0], 1, ..., 1) (a vector's: (1,)) to broadcast against `x`."""
+    if x.dim() == 0:
+        return x.clone()
+    return x.mean(dim=tuple(range(1, x.dim())) or 0, keepdim=True)''',
+    "_col_mean(": '''def _col_mean(x: Tensor) -> Tensor:
+    """The mean of each column of `x` seen as a matrix (x.shape[0], rest), a vector being one row:
+    a col value, shaped (1, *x.shape[1:]) (a vector's: like it) to broadcast against `x`."""
+    if x.dim() < 2:
+        return x.clone()
+    return x.mean(0, keepdim=True)''',
 }
 
 _FOREACH_DEFAULT = '''def _foreach_by_default(params: list[Tensor]) -> bool:
@@ -58,19 +70,31 @@ def export_program(program: Program, class_name: str | None = None) -> str:
 
     Raises `ProgramError` if the program is invalid, `OptsearchError` for a bad class name.
     """
-    a = check(program)
-    cls = class_name or class_name_for(program)
-    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in ("torch", "Tensor", "Optimizer") \
+    check(program)
+    cls = check_class_name(class_name or class_name_for(program))
+    source = "\n\n\n".join([_header(program, cls), *export_parts(program, cls)]) + "\n"
+    compile(source, f"<export of {program.name}>", "exec")  # an internal error, if it fails
+    return source
+
+
+def check_class_name(cls: str) -> str:
+    """`cls`, if it can name the class in a generated module; else an `OptsearchError`."""
+    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in ("torch", "Tensor", "Optimizer", "dist") \
             or cls.startswith("_"):
         raise OptsearchError(f"the class name must be a public Python identifier, got {cls!r}")
+    return cls
+
+
+def export_parts(program: Program, cls: str, extra_code: str = "") -> list[str]:
+    """The module after its header: the class, the helpers its code (and `extra_code`) calls, the
+    two code paths. Exporters that build on this one (`export_distributed`) add their own parts."""
+    a = check(program)
     cg = Codegen.of(program, a, name_constants(program, a))
     single, multi = f"_single_tensor_{program.name}", f"_multi_tensor_{program.name}"
     functions = "\n".join(write_single_tensor(cg, single)) + "\n\n\n" + "\n".join(write_multi_tensor(cg, multi))
-    parts = [_header(program, cls), class_source(cg, cls, single, multi), _FOREACH_DEFAULT]
-    parts += [h for key, h in _HELPERS.items() if key in functions]
-    source = "\n\n\n".join(parts + [functions]) + "\n"
-    compile(source, f"<export of {program.name}>", "exec")  # an internal error, if it fails
-    return source
+    parts = [class_source(cg, cls, single, multi), _FOREACH_DEFAULT]
+    parts += [h for key, h in _HELPERS.items() if key in parts[0] + functions + extra_code]
+    return parts + [functions]
 
 
 def write_export(program: Program, path: str | Path, class_name: str | None = None) -> Path:

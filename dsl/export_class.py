@@ -78,8 +78,10 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
               "                state = self.state[p]",
               "                if not state:",
               '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
-    lines += [f'                    state["{s}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
-              for s in cg.state]
+    zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # by the state's type
+             "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
+    kinds = dict(zip(cg.program.state, cg.a.state_types))
+    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
     lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
     lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
     lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]

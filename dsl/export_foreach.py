@@ -12,6 +12,17 @@ from __future__ import annotations
 from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
+# Lists with a tensor per parameter: shaped like it, or like its row or col values (factored state).
+_LISTS = ("list", "rows", "cols")
+_LIST_OF = {"tensor": "list", "row": "rows", "col": "cols"}
+
+
+def _joined(kinds: set) -> str:
+    """The kind of an elementwise result over arguments of `kinds` (rows and cols broadcast)."""
+    if "list" in kinds or {"rows", "cols"} <= kinds:
+        return "list"
+    return next(k for k in ("rows", "cols", "scalars", "tensor0", "num") if k in kinds)
+
 
 def write_multi_tensor(cg: Codegen, fn: str) -> list[str]:
     """The lines of `def fn(...)`, the fast path."""
@@ -22,7 +33,9 @@ class _ForeachWriter:
     """Writes `_multi_tensor_*`: kinds, fusions, liveness and buffers, then the lines.
 
     Kinds: `list` (a tensor per parameter), `num` (a Python number), `scalars` (a 0-d tensor
-    per parameter: reductions, `step`), `tensor0` (one 0-d tensor: global ops). Buffers: the
+    per parameter: reductions, `step`), `tensor0` (one 0-d tensor: global ops), `rows`/`cols` (a
+    row or col value per parameter, shaped to broadcast against it: a foreach call takes them only
+    beside lists of their own kind, else the statement is a comprehension). Buffers: the
     memory a list lives in: `params` and `grads` are never written by the program, a state's
     buffer only by the statements that compute its new value, temporaries when dead.
     """
@@ -32,12 +45,12 @@ class _ForeachWriter:
         self.END = len(self.body)
         self.update = cg.a.outputs[0]
         kind = {"w": "list", "g": "list", "lr": "num", "step": "scalars"}
-        kind.update({s: "list" for s in cg.program.state})
+        kind.update({s: _LIST_OF[t] for s, t in zip(cg.program.state, cg.a.state_types)})
         for i in cg.live:
             op = OPS[self.body[i].op]
             ks = {kind[r] if r is not None else "num" for r in self.a.reads[i]}
-            kind[i] = {"reduction": "scalars", "global": "tensor0"}.get(op.kind) or next(
-                k for k in ("list", "scalars", "tensor0", "num") if k in ks)
+            kind[i] = {"reduction": "scalars", "global": "tensor0", "factor": _LIST_OF.get(op.result or "")}.get(
+                op.kind) or _joined(ks)
         self.kind = kind
         self.readers: dict[object, list[int]] = {}
         for i in cg.live:
@@ -86,7 +99,7 @@ class _ForeachWriter:
             pos = self.a.reads[i].index(j)
             op, reads = self.body[i].op, self.a.reads[i]
             ok = (op == "interp" and pos < 2 and self._kind_at(i, 2) == "num"
-                  and self.kind[reads[1 - pos]] == "list") or (op == "add" and self.kind[reads[1 - pos]] == "list")
+                  and self._kind_at(i, 1 - pos) == "list") or (op == "add" and self._kind_at(i, 1 - pos) == "list")
             if ok and self._stable(self.a.reads[j][0], j, i):
                 self.absorbed[j], self.squares[i] = i, j
 
@@ -205,7 +218,7 @@ class _ForeachWriter:
         parts = []
         for src, text in (self.cg.operand(i, k) for k in range(len(self.body[i].args))):
             kd = "num" if src is None else self.kind[src]
-            if kd in ("list", "scalars"):
+            if kd in ("scalars", *_LISTS):
                 text = self.text(src)
                 iterated[text] = f"{text}_i"
                 parts.append((iterated[text], False))
@@ -228,6 +241,8 @@ class _ForeachWriter:
         if op.kind == "reduction":
             line = op.foreach.format(*(t for _, t in operands)) if op.foreach else self._comprehension(i)
             return self._result(i, line, comment)
+        if op.kind == "factor":
+            return self._result(i, self._comprehension(i), comment)
         if self.kind[i] in ("num", "tensor0"):  # one value, not one per parameter
             parts = [(t, src is None or self.kind[src] == "num") for src, t in operands]
             return self._result(i, strip_parens(format_expr(s.op, parts)[0]), comment)
@@ -247,8 +262,8 @@ class _ForeachWriter:
 
         def valid(arr) -> bool:
             return op.foreach is not None and all(
-                (src is not None and self.kind[src] == "list")
-                or (k in op.foreach_scalars and (src is None or self.kind[src] != "list"))
+                (src is not None and self.kind[src] == self.kind[i])
+                or (k in op.foreach_scalars and (src is None or self.kind[src] not in _LISTS))
                 for k, (src, _) in enumerate(arr)) and arr[0][0] is not None
 
         arrangements = [arr for arr in arrangements if valid(arr)]

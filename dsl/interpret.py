@@ -5,24 +5,43 @@ All parameter tensors of a model sit side by side in one flat buffer of shape `(
 (seeds x learning rates x ...) at once; per-tensor reductions are segment sums over the flat
 axis. Only live statements are run. Scalars (`lr`, `step`, constants) are 0-d tensors or
 tensors broadcastable against `(*batch, 1)`.
+
+Factored state: `row` and `col` values (one number per row / column of each parameter seen as a
+matrix, `matrix_shape`) live in flat `(*batch, R)` and `(*batch, C)` buffers described by the
+layout's companions `layout.rows` and `layout.cols`. Where an elementwise op mixes them with
+tensors, the compiled program gathers them onto the `(*batch, N)` axis first (one `index_select`),
+so every statement is still one kernel for all tensors and copies. A per-tensor scalar (a
+reduction's result) lives on the axis of the value it reduced, and is gathered the same way.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from optsearch.dsl.analysis import Analysis, check
+from optsearch.dsl.analysis import INPUT_TYPES, Analysis, check, join
 from optsearch.dsl.ir import INPUTS, Const, Program
 from optsearch.dsl.ops import OPS
+
+
+def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """A parameter of `shape` seen as a matrix, for row and col values: `(a, *rest)` is
+    `(a, prod(rest))`, a vector `(n,)` is one row `(1, n)`, a 0-d tensor is `(1, 1)`."""
+    shape = tuple(shape)
+    if len(shape) < 2:
+        return 1, (shape[0] if shape else 1)
+    return shape[0], math.prod(shape[1:])
 
 
 class Layout:
     """Where each parameter tensor lives in a flat `(*batch, N)` buffer.
 
-    `shapes` are the per-copy shapes (without the batch axes).
+    `shapes` are the per-copy shapes (without the batch axes). `rows` and `cols` are the layouts
+    of row and col values (`matrix_shape`), built when first used.
     """
 
     def __init__(self, shapes: Sequence[torch.Size], device: torch.device | str = "cpu"):
@@ -53,6 +72,55 @@ class Layout:
         if dtype not in self._counts_by_dtype:
             self._counts_by_dtype[dtype] = self._counts.to(dtype)
         return self._counts_by_dtype[dtype]
+
+    # Rows and columns (factored state).
+
+    @cached_property
+    def rows(self) -> "Layout":
+        """The layout of row values: `matrix_shape(shape)[0]` of them per parameter."""
+        return Layout([(matrix_shape(s)[0],) for s in self.shapes], self.device)
+
+    @cached_property
+    def cols(self) -> "Layout":
+        """The layout of col values: `matrix_shape(shape)[1]` of them per parameter."""
+        return Layout([(matrix_shape(s)[1],) for s in self.shapes], self.device)
+
+    def part(self, kind: str) -> "Layout":
+        """The layout of `kind` ("tensor", "row" or "col") values."""
+        return {"tensor": self, "row": self.rows, "col": self.cols}[kind]
+
+    @cached_property
+    def starts(self) -> Tensor:
+        """Where each parameter starts on the flat axis."""
+        sizes = torch.tensor(self.numels, device=self.device)
+        return torch.cumsum(sizes, 0) - sizes
+
+    def index(self, src: str, dst: str, per_tensor: bool) -> Tensor:
+        """For each position of a `dst` buffer, the position of a `src` buffer it reads: the row
+        (or col) of each element (`dst` "tensor"), or for a per-tensor scalar, its tensor's first
+        position. Also the target of each element when summing it into its row or col."""
+        key = (src, dst, per_tensor)
+        cache = self.__dict__.setdefault("_index", {})
+        if key not in cache:
+            a, b = self.part(src), self.part(dst)
+            if per_tensor:
+                cache[key] = a.starts[b.segment].clamp(max=max(a.numel - 1, 0))  # (an empty tensor: anything)
+            else:
+                assert dst == "tensor" and src in ("row", "col"), (src, dst)
+                cols = torch.tensor([matrix_shape(s)[1] for s in self.shapes], device=self.device)[self.segment]
+                local = torch.arange(self.numel, device=self.device) - self.starts[self.segment]
+                cache[key] = a.starts[self.segment] + (local // cols if src == "row" else local % cols)
+        return cache[key]
+
+    def factor_counts(self, kind: str, dtype: torch.dtype) -> Tensor:
+        """Elements per row (`kind` "row": the number of columns) or per column."""
+        key = (kind, dtype)
+        cache = self.__dict__.setdefault("_factor_counts", {})
+        if key not in cache:
+            other = 1 if kind == "row" else 0
+            per_tensor = torch.tensor([matrix_shape(s)[other] for s in self.shapes], device=self.device)
+            cache[key] = per_tensor[self.part(kind).segment].to(dtype)
+        return cache[key]
 
 
 class FlatReducer:
@@ -89,6 +157,28 @@ class FlatReducer:
         self._dtype = dtype
         return self
 
+    def row_mean(self, x: Tensor) -> Tensor:
+        """`(*batch, N)` -> `(*batch, R)`: the mean of each row of each parameter."""
+        return self._factor_mean(x, "row")
+
+    def col_mean(self, x: Tensor) -> Tensor:
+        """`(*batch, N)` -> `(*batch, C)`: the mean of each column of each parameter."""
+        return self._factor_mean(x, "col")
+
+    def _factor_mean(self, x: Tensor, kind: str) -> Tensor:
+        lay = self.layout
+        out = x.new_zeros(*x.shape[:-1], lay.part(kind).numel)
+        return out.index_add_(-1, lay.index(kind, "tensor", False), x) / lay.factor_counts(kind, x.dtype)
+
+    def over(self, kind: str) -> "FlatReducer":
+        """The reducer for `kind` ("tensor", "row", "col") values, in this reducer's dtype."""
+        if kind == "tensor":
+            return self
+        cache = self.__dict__.setdefault("_over", {})
+        if kind not in cache:
+            cache[kind] = FlatReducer(self.layout.part(kind))
+        return cache[kind].for_dtype(self._dtype)
+
 
 @dataclass(frozen=True)
 class _Step:
@@ -96,6 +186,8 @@ class _Step:
     fn: Callable[..., Tensor]
     args: tuple[int, ...]            # slots read (constants have slots too)
     reduces: bool
+    over: str = "tensor"             # a reduction's axis: "tensor", "row" or "col"
+    gathers: tuple[tuple[int, str, str, bool], ...] = ()  # (arg, from, onto, per-tensor scalar)
 
 
 class CompiledProgram:
@@ -114,12 +206,25 @@ class CompiledProgram:
         const_slot = {key: len(params) + k for k, (key, _) in enumerate(consts)}
         base = len(params) + len(consts)
         steps: list[_Step] = []
+        # The axis each value lives on: "tensor", "row", "col", or None (one value per copy).
+        types = {**INPUT_TYPES, **dict(zip(program.state, a.state_types))}
+        axis: dict = {p: (None if types[p] == "scalar" else types[p]) for p in params}
         for k, i in enumerate(live):
             s, op = program.body[i], OPS[program.body[i].op]
             args = tuple(slot[r] if r is not None else const_slot[repr(float(arg.value))]
                          for r, arg in zip(a.reads[i], s.args))
             slot[i] = base + k
-            steps.append(_Step(base + k, op.impl, args, op.kind != "elementwise"))
+            arg_types = [types[r] if isinstance(r, str) else a.types[r] if r is not None else "scalar"
+                         for r in a.reads[i]]
+            if op.kind == "elementwise":
+                onto = a.types[i] if a.types[i] != "scalar" else next(
+                    (axis[r] for r in a.reads[i] if r is not None and axis[r]), None)
+            else:  # reductions run on the axis of their (joined) arguments; factor ops on tensors
+                onto = "tensor" if op.kind == "factor" else join(arg_types)
+            gathers = tuple((pos, axis[r], onto, t == "scalar") for pos, (r, t) in enumerate(zip(a.reads[i], arg_types))
+                            if r is not None and axis[r] not in (None, onto))
+            axis[i] = {"factor": op.result, "global": None}.get(op.kind, onto)
+            steps.append(_Step(base + k, op.impl, args, op.kind != "elementwise", onto or "tensor", gathers))
         self._steps = steps
         self._consts = [c for _, c in consts]
         # Where each parameter slot is filled from: an input name, or an index into the state.
@@ -129,9 +234,30 @@ class CompiledProgram:
                                                 for o, name in zip(a.outputs[1:], program.state)]
         self._const_cache: dict[tuple, list[Tensor]] = {}
 
-    def init_state(self, w: Tensor) -> tuple[Tensor, ...]:
-        """Zero state, shaped like the flat parameter buffer `w`."""
-        return tuple(torch.zeros_like(w) for _ in self.state_names)
+    def init_state(self, w: Tensor, layout: Layout | None = None) -> tuple[Tensor, ...]:
+        """Zero state: shaped like the flat parameter buffer `w` `(*batch, N)` for a tensor state,
+        `(*batch, R)` or `(*batch, C)` for a row or col state (those need the `layout`)."""
+        out = []
+        for name, kind in zip(self.state_names, self.analysis.state_types):
+            if kind == "tensor":
+                out.append(torch.zeros_like(w))
+            elif layout is None:
+                raise ValueError(f"state {name!r} of {self.program.name!r} is a {kind}: init_state needs the layout")
+            else:
+                out.append(w.new_zeros(*w.shape[:-1], layout.part(kind).numel))
+        return tuple(out)
+
+    def state_numel(self, shapes: Sequence[torch.Size]) -> int:
+        """Optimizer-state numbers one copy keeps for parameters of `shapes`: per (m x n) parameter
+        (`matrix_shape`) m*n for a tensor state, m for a row, n for a col. Live state only, as an
+        exported optimizer keeps it (state that never reaches the update is not counted)."""
+        kinds = dict(zip(self.state_names, self.analysis.state_types))
+        total = 0
+        for shape in shapes:
+            m, n = matrix_shape(shape)
+            size = {"tensor": math.prod(tuple(shape)), "row": m, "col": n}
+            total += sum(size[kinds[s]] for s in self.analysis.live_state)
+        return total
 
     def _constants(self, like: Tensor) -> list[Tensor]:
         k = (like.dtype, like.device)
@@ -155,10 +281,14 @@ class CompiledProgram:
         red = reducer.for_dtype(dtype)
         for st in self._steps:
             args = [slots[a] for a in st.args]
-            slots[st.target] = st.fn(red, *args) if st.reduces else st.fn(*args)
+            for pos, src, dst, per_tensor in st.gathers:
+                x = args[pos]
+                if not (per_tensor and x.shape[-1] == 1):  # (a scalar of a single tensor broadcasts)
+                    args[pos] = x.index_select(-1, reducer.layout.index(src, dst, per_tensor))
+            slots[st.target] = st.fn(red.over(st.over), *args) if st.reduces else st.fn(*args)
         outs = [slots[o] for o in self._outputs]
         update = outs[0] if outs[0].shape == w.shape else outs[0].expand_as(w)
-        new_state = tuple(v if v.shape == w.shape else v.expand_as(w).clone() for v in outs[1:])
+        new_state = tuple(v if v.shape == old.shape else v.expand_as(old).clone() for v, old in zip(outs[1:], state))
         return update, new_state
 
 
@@ -175,12 +305,12 @@ class ProgramOptimizer:
     """
 
     def __init__(self, program: Program | CompiledProgram, params: Sequence[Tensor], batch_dims: int = 0):
-        self.compiled = program if isinstance(program, CompiledProgram) else compile_program(program)
+        self.compiled = program if hasattr(program, "step_flat") else compile_program(program)  # or a step object
         self.params = list(params)
         self.batch_dims = batch_dims
         self.layout = Layout.of(self.params, batch_dims)
         self.reducer = FlatReducer(self.layout)
-        self.state = self.compiled.init_state(self.layout.flatten(self.params, batch_dims))
+        self.state = self.compiled.init_state(self.layout.flatten(self.params, batch_dims), self.layout)
         self.steps = 0
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ from typing import Callable, Literal, Protocol
 import torch
 from torch import Tensor
 
-Kind = Literal["elementwise", "reduction", "global"]
+Kind = Literal["elementwise", "reduction", "global", "factor"]
 ArgType = Literal["tensor", "any"]
 
 
@@ -69,6 +69,7 @@ class Op:
     number_args: tuple[int, ...] = ()
     foreach: str | None = None
     foreach_scalars: tuple[int, ...] = ()
+    result: str | None = None  # the result type of a `factor` op ("row" or "col"); see the end of the file
 
     @property
     def arity(self) -> int:
@@ -76,7 +77,7 @@ class Op:
 
     @property
     def result_type(self) -> str:
-        return "scalar" if self.kind != "elementwise" else "auto"
+        return self.result or ("scalar" if self.kind != "elementwise" else "auto")
 
     @property
     def signature(self) -> str:
@@ -165,6 +166,12 @@ _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
 _ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
     "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
 
+# Lion-kappa (issue 7): Lion with `sign` replaced by the gradient of another convex kappa. With
+# `tanh` (kappa = log cosh), `clip` (Huber), `x / rms(x)` (a scaled L2 norm) the family was
+# already expressible; softsign is the gradient of kappa(x) = |x| - log(1 + |x|).
+_ew("softsign", "x", torch.nn.functional.softsign, "torch.nn.functional.softsign({0})",
+    "x / (1 + |x|), a smooth sign (the gradient of |x| - log(1 + |x|))")
+
 # Reductions: one scalar per parameter tensor.
 _red("norm", "x", lambda r, x: torch.sqrt(r.sum(x * x)),
      "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor", foreach="torch._foreach_norm({0})")
@@ -182,3 +189,35 @@ _red("dot", "x y", lambda r, x, y: r.sum(x * y), "torch.sum({0} * {1})",
 _red("global_norm", "x", lambda r, x: torch.sqrt(r.global_sum(x * x)),
      "torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in {0}]))",
      "L2 norm over all parameters together", kind="global")
+
+
+# ---------------------------------------------------------------------------------------------
+# Factored state (issue 7): ops over a parameter's rows and columns, so that a program can keep
+# state smaller than the parameter, as Adafactor and H-Fac do. Every parameter is seen as a matrix
+# (shape[0], prod(shape[1:])): a vector (n,) as one row (1, n), a 0-d tensor as (1, 1). Two more
+# types sit beside `tensor` and `scalar`: a `row` holds one value per row (m values), a `col` one
+# per column (n values). Elementwise ops broadcast like numpy with a row as an (m, 1) and a col as
+# a (1, n) array: row with row (or a scalar) gives a row, row with col or with a tensor gives a
+# tensor (so `r * c` is the outer product). Reductions and `global_norm` accept rows and cols too;
+# `row_mean` and `col_mean` need a tensor. A state variable has the type of the value it returns
+# as, and is stored with that shape. The interpreter keeps rows and cols in flat `(*batch, R)` and
+# `(*batch, C)` buffers beside the `(*batch, N)` one; an exported optimizer keeps a row as a tensor
+# of shape (shape[0], 1, ..., 1) and a col as one of shape (1, *shape[1:]) (a vector's col is shaped
+# like it), so that torch's broadcasting computes the same thing. `_row_mean` and `_col_mean` are
+# helpers the exporter writes into the module.
+
+
+class FactorReducer(Reducer, Protocol):
+    """A reducer that also sees each parameter's rows and columns (the interpreter's does)."""
+
+    def row_mean(self, x: Tensor) -> Tensor:
+        """The mean of each row of each parameter tensor of `x`: a row value."""
+
+    def col_mean(self, x: Tensor) -> Tensor:
+        """The mean of each column of each parameter tensor of `x`: a col value."""
+
+
+_register(Op("row_mean", ("x",), "factor", lambda r, x: r.row_mean(x), "_row_mean({0})",
+             "mean of each row of x (seen as a matrix shape[0] x rest): a row", result="row"))
+_register(Op("col_mean", ("x",), "factor", lambda r, x: r.col_mean(x), "_col_mean({0})",
+             "mean of each column of x (seen as a matrix shape[0] x rest): a col", result="col"))

@@ -33,17 +33,24 @@ class TaskScore:
     steps: int
     seconds: float
     error: str | None = None
+    state_per_param: float | None = None  # optimizer-state numbers per parameter of the task's model
 
 
 @dataclass
 class EvalResult:
-    """The outcome of evaluating a program: a status, an aggregate fitness and per-task scores."""
+    """The outcome of evaluating a program: a status, an aggregate fitness and per-task scores.
+
+    `state_per_param` is the optimizer state one model copy keeps, per parameter (AdamW 2, Lion 1,
+    Adafactor about (m + n) / (m n) for m x n matrices), averaged over the tasks; None where the
+    step object cannot say (no `state_numel`) or the program is invalid.
+    """
 
     status: Status
     fitness: float
     scores: list[TaskScore] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    state_per_param: float | None = None
 
     def to_json(self) -> dict:
         """A JSON-safe dict (non-finite numbers become None)."""
@@ -67,7 +74,7 @@ def evaluate(program: Program | CompiledProgram, tasks: Sequence[Task | tuple[st
     for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead)."""
     start = time.perf_counter()
     try:
-        compiled = program if isinstance(program, CompiledProgram) else compile_program(program)
+        compiled = program if hasattr(program, "step_flat") else compile_program(program)  # or a step object
     except ProgramError as e:
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []
@@ -83,13 +90,30 @@ def evaluate(program: Program | CompiledProgram, tasks: Sequence[Task | tuple[st
                                                  "run `optsearch calibrate`")
         scores.append(TaskScore(task.name, task.size, r.status, metric, fit, ref, list(r.seeds),
                                 list(r.lr_multipliers), best, [r.lr_multipliers[k] for k in where],
-                                r.metrics, r.steps, r.seconds, error))
+                                r.metrics, r.steps, r.seconds, error, state_per_param(compiled, task, seeds[0])))
         if r.status in ("invalid", "error", "timeout"):
             break
     status = _overall_status([s.status for s in scores])
     errors = [f"{s.task}/{s.size}: {s.error}" for s in scores if s.error]
+    memory = [s.state_per_param for s in scores]
+    mean_memory = sum(memory) / len(memory) if memory and None not in memory else None  # type: ignore[arg-type]
     return EvalResult(status, aggregate([s.fitness for s in scores]), scores,
-                      time.perf_counter() - start, "; ".join(errors) or None)
+                      time.perf_counter() - start, "; ".join(errors) or None, mean_memory)
+
+
+def state_per_param(step_object, task: Task, seed: int = 0) -> float | None:
+    """Optimizer-state numbers per parameter of `task`'s model that `step_object` keeps (its
+    `state_numel` over the model's parameter shapes, divided by their number); None if it has no
+    `state_numel`."""
+    state_numel = getattr(step_object, "state_numel", None)
+    if state_numel is None:
+        return None
+    if isinstance(task, ImitationTask):
+        shapes = list(task.stream(seed).shapes)
+    else:
+        shapes = [t.shape for t in task.init(seed).values()]
+    params = sum(math.prod(s) for s in shapes)
+    return state_numel(shapes) / params if params else 0.0
 
 
 def _overall_status(statuses: list[Status]) -> Status:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from optsearch.dsl import Program, ProgramError, parse_program
+from optsearch.dsl.subspace import subspace_from_options, subspace_program
 from optsearch.evaluators.evaluate import EvalResult, evaluate
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
 
@@ -27,6 +28,9 @@ class EvalJob:
     lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
     time_limit: float | None = None
     device: str = "cpu"
+    # Run the program inside a low-rank subspace (optsearch.dsl.subspace): (rank, projection,
+    # update_every, lr), None for unset options; None runs the plain program.
+    subspace: tuple[int, str, int | None, float | None] | None = None
 
 
 @dataclass
@@ -53,7 +57,14 @@ def run_job(job: EvalJob) -> EvalResult:
         program: Program = parse_program(job.program)
     except ProgramError as e:
         return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
-    return evaluate(program, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, job.device)
+    step = program
+    if job.subspace is not None:
+        rank, projection, update_every, lr = job.subspace
+        try:
+            step = subspace_program(program, subspace_from_options(rank, projection, update_every, lr))
+        except ProgramError as e:
+            return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
+    return evaluate(step, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, job.device)
 
 
 class InlineExecutor:

@@ -27,7 +27,7 @@ def imitate(compiled: CompiledProgram, task: ImitationTask, seeds: Sequence[int]
     layout = Layout(streams[0].shapes, task.device)
     reducer = FlatReducer(layout)
     lr = torch.tensor([task.target_lr * m for _, m in copies], device=task.device).unsqueeze(-1)
-    state = compiled.init_state(w_all[:, 0])
+    state = compiled.init_state(w_all[:, 0], layout)
     err = torch.zeros(len(copies), device=task.device)
     for t in range(w_all.shape[1]):
         update, state = compiled.step_flat(w_all[:, t], g_all[:, t], lr, t + 1, state, reducer)

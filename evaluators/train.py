@@ -72,7 +72,8 @@ def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] =
     start = time.perf_counter()
     result = TrainResult("ok", seeds, mults)
     try:
-        compiled = program if isinstance(program, CompiledProgram) else compile_program(program)
+        # A program, or any step object (a compiled program, a transform around one).
+        compiled = program if hasattr(program, "step_flat") else compile_program(program)
     except ProgramError as e:
         result.status, result.error = "invalid", str(e)
         return _finish(result, start, len(seeds) * len(mults))
@@ -110,7 +111,7 @@ def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults:
     layout = Layout.of(stacked, batch_dims=1)
     w = layout.flatten(stacked, batch_dims=1)
     reducer = FlatReducer(layout)
-    state = compiled.init_state(w)
+    state = compiled.init_state(w, layout)
     lr_base = torch.tensor([budget.lr * m for _, m in copies], dtype=w.dtype, device=device).unsqueeze(-1)
     alive = torch.ones(len(copies), dtype=torch.bool, device=device)
     grad_fn = vmap(grad_and_value(task.loss)) if vmapped else _looped_grad(task.loss, layout, seeds, copies)

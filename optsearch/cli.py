@@ -24,6 +24,9 @@ from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
 from optsearch.dsl.export import export_program
+from optsearch.dsl.export_distributed import VOTES, distributed_class_name, export_distributed
+from optsearch.dsl.export_subspace import export_subspace, subspace_class_name
+from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate
 from optsearch.programs import program_source, resolve_program
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("program", metavar="PROGRAM", help=PROGRAM_HELP)
     exp.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
     exp.add_argument("--class-name", metavar="NAME", help="the optimizer class's name (default: from the program's name)")
+    exp.add_argument("--distributed", action="store_true",
+                     help="Distributed Lion for torch.distributed data parallelism: workers exchange 1-bit signs "
+                          "(sign-based programs only)")
+    exp.add_argument("--vote", choices=VOTES, help="with --distributed: how the workers' signs combine "
+                                                   "(default: majority)")
+    _add_subspace_options(exp)
 
     ev = command("eval", cmd_eval, "train a program on proxy tasks and score it against tuned AdamW")
     ev.add_argument("program", metavar="PROGRAM", help=PROGRAM_HELP)
@@ -85,8 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X", default=list(DEFAULT_LR_MULTIPLIERS),
                     help="multiples of the task's base lr to try; the best counts (default: %(default)s)")
     ev.add_argument("--time-limit", type=float, metavar="S", help="seconds before the evaluation stops (timeout)")
+    _add_subspace_options(ev)
     _add_device_options(ev)
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    simp = command("simplify", cmd_simplify, "shorten a program: exact rewrites, then (with --task) removals "
+                   "and rounded constants that keep fitness within seed noise")
+    simp.add_argument("program", metavar="PROGRAM", help=PROGRAM_HELP)
+    simp.add_argument("--task", action="append", metavar="T",
+                      help="a task to measure fitness on (repeatable; without it only exact rewrites run)")
+    simp.add_argument("--size", default="small", choices=SIZES)
+    simp.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds (0..N-1); their spread is the noise "
+                      "fitness may drop by (default: %(default)s)")
+    simp.add_argument("--tolerance", type=float, metavar="X", help="how far fitness may drop (instead of the seed noise)")
+    simp.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X", default=list(DEFAULT_LR_MULTIPLIERS),
+                      help="multiples of the task's base lr to try; the best counts (default: %(default)s)")
+    simp.add_argument("-o", "--output", metavar="FILE", help="write the simplified program to this .py file")
+    _add_device_options(simp)
+    simp.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     tasks = command("tasks", cmd_tasks, "list the proxy tasks with their sizes and budgets")
     tasks.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -96,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--size", action="append", choices=SIZES, help="sizes (repeatable; default: small)")
     cal.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds (0..N-1)")
     _add_device_options(cal)
+
+    from optsearch.cli_runs import add_run_commands  # here, not at the top: it imports this module's helpers
+    add_run_commands(command)
 
     zoo = command("zoo", cmd_zoo, "list the zoo programs (known optimizers) by name")
     zoo.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -138,13 +166,27 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     program = resolve_program(args.program)
-    source = export_program(program, args.class_name)  # checks the class name
+    subspace = _subspace(args)
+    if args.vote and not args.distributed:
+        raise OptsearchError("--vote needs --distributed")
+    if args.distributed and subspace is not None:
+        raise OptsearchError("--distributed and --subspace-rank cannot be combined yet")
+    if args.distributed:
+        source = export_distributed(program, args.class_name, args.vote or "majority", program_source(args.program))
+    elif subspace is not None:
+        source = export_subspace(program, subspace, args.class_name)
+    else:
+        source = export_program(program, args.class_name)  # checks the class name
     path = Path(args.output)
     _write_atomically(path, source)
-    class_name = args.class_name or _first_class_name(source)
+    class_name = args.class_name or (distributed_class_name(program) if args.distributed else
+                                     _first_class_name(source) if subspace is None else subspace_class_name(program))
     print(f"wrote {path} (class {class_name}, needs only torch)")
     print(f"use it: from {_module_name(path)} import {class_name}; "
           f"opt = {class_name}(model.parameters(), lr=1e-3)")
+    if args.distributed:
+        print("in every worker, after torch.distributed.init_process_group (e.g. under torchrun); "
+              "do not also all-reduce the gradients")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -154,21 +196,60 @@ def cmd_eval(args: argparse.Namespace) -> None:
     tasks = [_task(name, args.size, device) for name in (args.task or ["quadratic"])]
     if any(m <= 0 for m in args.lr_multipliers):
         raise OptsearchError(f"--lr-multipliers must be > 0, got {args.lr_multipliers}")
-    result = evaluate(program, tasks, seeds=range(args.seeds), lr_multipliers=args.lr_multipliers,
+    subspace = _subspace(args)
+    step_object = program if subspace is None else subspace_program(program, subspace)
+    result = evaluate(step_object, tasks, seeds=range(args.seeds), lr_multipliers=args.lr_multipliers,
                       time_limit=args.time_limit, device=device)
     if args.json:
-        print(json.dumps({"program": program.name, **result.to_json()}, indent=2))
+        extra = {"subspace": asdict(subspace)} if subspace is not None else {}
+        print(json.dumps({"program": program.name, **extra, **result.to_json()}, indent=2))
         return
-    rows = [("task", "size", "status", "metric", "AdamW", "fitness", "best lr x", "per seed", "seconds")]
+    rows = [("task", "size", "status", "metric", "AdamW", "fitness", "state/param", "best lr x", "per seed",
+             "seconds")]
     for s in result.scores:
         rows.append((s.task, s.size, s.status, _num(s.metric), _num(s.reference), _num(s.fitness, "+.4f"),
-                     " ".join(f"{x:g}" for x in s.best_lr), " ".join(_num(x) for x in s.per_seed),
-                     f"{s.seconds:.1f}"))
+                     _num(s.state_per_param, ".3g"), " ".join(f"{x:g}" for x in s.best_lr),
+                     " ".join(_num(x) for x in s.per_seed), f"{s.seconds:.1f}"))
     print(_table(rows))
-    print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better), "
+    if subspace is not None:
+        print(f"in a low-rank subspace: {subspace.describe()}")
+    memory = "" if result.state_per_param is None else \
+        f", optimizer state {_num(result.state_per_param, '.3g')} numbers per parameter"
+    print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better){memory}, "
           f"status {result.status}, {result.seconds:.1f}s")
     if result.error:
         print(f"note: {result.error.splitlines()[0]}")
+
+
+def cmd_simplify(args: argparse.Namespace) -> None:
+    from optsearch.search.simplify import simplify  # the search layer, loaded only when needed
+    program = resolve_program(args.program)
+    if args.seeds < 1:
+        raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.tolerance is not None and not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
+        raise OptsearchError(f"--tolerance must be a number >= 0, got {args.tolerance}")
+    if any(m <= 0 for m in args.lr_multipliers):
+        raise OptsearchError(f"--lr-multipliers must be > 0, got {args.lr_multipliers}")
+    _set_threads(args.threads)
+    device = _device(args.device)
+    tasks = [_task(name, args.size, device) for name in args.task or []]
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    r = simplify(program, tasks, args.seeds, args.lr_multipliers, args.tolerance, progress)
+    source = program_source(args.program)
+    if args.output:
+        header = "# simplified by `optsearch simplify` from " + " ".join(source.splitlines()) + "\n"
+        _write_atomically(Path(args.output), header + print_program(r.after))
+    report = {"source": source, "before": print_program(r.before), "after": print_program(r.after),
+              "statements_before": len(r.before.body), "statements_after": len(r.after.body),
+              "static_steps": r.static_steps, "removed": r.removed, "rounded": r.rounded,
+              "fitness_before": r.fitness_before, "fitness_after": r.fitness_after, "noise": r.noise,
+              "seeds": args.seeds if tasks else None, "tasks": [f"{t.name}/{t.size}" for t in tasks],
+              "evaluations": r.evaluations, "output": args.output}
+    if args.json:
+        print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in report.items()},
+                         indent=2))
+        return
+    print(_simplify_text(report))
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
@@ -234,6 +315,28 @@ def _check_text(r: dict) -> str:
     return "\n".join(parts)
 
 
+def _simplify_text(r: dict) -> str:
+    def indent(lines) -> str:
+        return "\n".join("    " + line for line in lines)
+
+    parts = [f"{r['source']}: {r['statements_before']} statements -> {r['statements_after']}",
+             "before:", indent(r["before"].rstrip("\n").splitlines()),
+             "after:", indent(r["after"].rstrip("\n").splitlines()),
+             f"exact rewrites: {len(r['static_steps']) or 'none'}", indent(r["static_steps"])]
+    if r["tasks"]:
+        parts += [f"removed (fitness held): {len(r['removed']) or 'none'}", indent(r["removed"]),
+                  f"rounded (fitness held): {len(r['rounded']) or 'none'}", indent(r["rounded"]),
+                  f"fitness on {', '.join(r['tasks'])} ({r['seeds']} seeds; 0 = tuned AdamW, higher is better): "
+                  f"before {_num(r['fitness_before'], '+.4f')}, after {_num(r['fitness_after'], '+.4f')}, "
+                  f"allowed drop {_num(r['noise'], '.4f')}; {r['evaluations']} evaluations"]
+    else:
+        parts.append("exact rewrites only (behaviour unchanged); add --task T to also remove statements "
+                     "and round constants where fitness holds")
+    if r["output"]:
+        parts.append(f"wrote {r['output']}")
+    return "\n".join(p for p in parts if p)
+
+
 def _zoo_description(name: str) -> str:
     """First line of the zoo program's docstring, read with `ast` (never executed)."""
     try:
@@ -277,6 +380,37 @@ def _umask() -> int:
 def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (auto: cuda if present)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
+
+
+def _add_subspace_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("low-rank subspace (GaLore / Online Subspace Descent)")
+    g.add_argument("--subspace-rank", metavar="R", help="run the program on rank-R projections of matrix gradients")
+    g.add_argument("--projection", metavar="KIND", help="how the projection moves: online (default; an Adam step "
+                   "per step, Online Subspace Descent) or svd (GaLore: SVD every K steps)")
+    g.add_argument("--subspace-update-every", metavar="K", help="svd: steps between SVD refreshes (default 200)")
+    g.add_argument("--subspace-lr", metavar="X", help="online: step size of the projection's update (default 0.005)")
+
+
+def _subspace(args: argparse.Namespace) -> Subspace | None:
+    """The `--subspace-*` options as a transform (None without `--subspace-rank`); one-line errors."""
+    def number(flag: str, text: str | None, kind: type):
+        if text is None:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise OptsearchError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+    rank = number("--subspace-rank", args.subspace_rank, int)
+    every = number("--subspace-update-every", args.subspace_update_every, int)
+    lr = number("--subspace-lr", args.subspace_lr, float)
+    if rank is None:
+        if args.projection is not None or every is not None or lr is not None:
+            raise OptsearchError("--projection, --subspace-update-every and --subspace-lr need --subspace-rank R")
+        return None
+    if rank < 1:
+        raise OptsearchError(f"--subspace-rank must be >= 1, got {rank}")
+    return subspace_from_options(rank, args.projection or "online", every, lr)
 
 
 def _device(choice: str) -> str:

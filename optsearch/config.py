@@ -19,7 +19,7 @@ import yaml
 from optsearch.dsl import OptsearchError
 from optsearch.proxy_tasks import TASKS
 from optsearch.search.settings import (
-    DEFAULT_MUTATION_WEIGHTS, EvaluationSettings, SearchSettings, Target,
+    DEFAULT_MUTATION_WEIGHTS, EvaluationSettings, FunnelSettings, SearchSettings, Target,
 )
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
 
@@ -168,6 +168,41 @@ def _mutations(v, where: _Where):
     return weights
 
 
+def _ops(v, where: _Where):
+    """`[sign, sqrt, ...]` (equal weights) or `{sign: 2, sqrt: 1}`; null means every registered op."""
+    from optsearch.dsl import OPS
+    if v is None:
+        return None
+    if isinstance(v, list):
+        v = dict.fromkeys(v, 1.0)
+    if not isinstance(v, dict) or not v:
+        raise where.fail(f"must be a list of op names or a mapping of op name to weight, got {_show(v)}")
+    out = {}
+    for k, (name, weight) in enumerate(v.items()):
+        w = where / (name if isinstance(where.lines.get(where.path + (name,)), int) else k)
+        if not isinstance(name, str) or name not in OPS:
+            close = difflib.get_close_matches(str(name), list(OPS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise w.fail(f"unknown op {_show(name)}{hint}; `optsearch ops` lists them")
+        out[name] = _float(0)(weight, w)
+    if not any(out.values()):
+        raise where.fail("at least one op needs a weight > 0")
+    return out
+
+
+def _subspace(v, where: _Where):
+    """`{rank: 8, projection: online, update_every: 200, lr: 0.005}`: every candidate runs in a
+    low-rank subspace (optsearch.dsl.subspace); null or rank 0: the plain program."""
+    if v is None:
+        return None
+    clean = _section(v, where, {"rank": (_int(0), 0), "projection": (_str(("online", "svd")), "online"),
+                                "update_every": (_int(1, optional=True), None),
+                                "lr": (_float(0, optional=True, open_lo=True), None)})
+    if clean["rank"] == 0:
+        return None
+    return (clean["rank"], clean["projection"], clean["update_every"], clean["lr"])
+
+
 def _target(v, where: _Where):
     if v is None:
         return None
@@ -200,11 +235,12 @@ def _section(v, where: _Where, schema: dict[str, tuple[Callable, Any]]) -> dict:
 _SEARCH = {
     "population": (_int(2), 64), "tournament": (_int(1), 8), "max_statements": (_int(1), 24),
     "restart_after": (_int(1, optional=True), None), "mutations": (_mutations, dict(DEFAULT_MUTATION_WEIGHTS)),
+    "ops": (_ops, None), "length_penalty": (_float(0), 0.0), "memory_penalty": (_float(0), 0.0),
 }
 _EVALUATION = {
     "tasks": (_tasks, ("imitate/small",)), "seeds": (_int(1), 1),
     "lr_multipliers": (_floats, DEFAULT_LR_MULTIPLIERS), "time_limit": (_float(0, optional=True, open_lo=True), 300.0),
-    "device": (_str(("cpu", "cuda", "auto")), "cpu"),
+    "device": (_str(("cpu", "cuda", "auto")), "cpu"), "subspace": (_subspace, None),
 }
 _BUDGET = {
     "evaluations": (_int(1, optional=True), 1000), "seconds": (_float(0, optional=True, open_lo=True), None),
@@ -216,10 +252,14 @@ _EXECUTOR = {
     "threads_per_worker": (_int(1), 1), "max_retries": (_int(0), 2),
     "eval_timeout": (_float(0, optional=True, open_lo=True), None),
 }
+_FUNNEL = {
+    "tasks": (_tasks, ("mlp/medium",)), "seeds": (_int(1), 2), "threshold": (_float(), 0.0), "top": (_int(1), 5),
+}
 _TOP = {
     "name": (_str(optional=True), None), "seed": (_int(0), 0), "warm_start": (_program, "adamw"),
     "search": (lambda v, w: _section(v, w, _SEARCH), None), "evaluation": (lambda v, w: _section(v, w, _EVALUATION), None),
     "budget": (lambda v, w: _section(v, w, _BUDGET), None), "executor": (lambda v, w: _section(v, w, _EXECUTOR), None),
+    "funnel": (lambda v, w: None if v is None else _section(v, w, _FUNNEL), None),
 }
 
 
@@ -231,7 +271,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
     for k in ("search", "evaluation", "budget", "executor"):
         if top[k] is None:
             top[k] = _section({}, where / k, _TOP_SECTIONS[k])
-    s, e, b, x = top["search"], top["evaluation"], top["budget"], top["executor"]
+    s, e, b, x, f = top["search"], top["evaluation"], top["budget"], top["executor"], top["funnel"]
     if s["tournament"] > s["population"]:
         raise (where / "search" / "tournament").fail(
             f"must be <= search.population ({s['population']}), got {s['tournament']}")
@@ -240,12 +280,17 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
     settings = SearchSettings(
         seed=top["seed"], warm_start=top["warm_start"], population=s["population"], tournament=s["tournament"],
         max_statements=s["max_statements"], restart_after=s["restart_after"], mutation_weights=s["mutations"],
+        ops=s["ops"], length_penalty=s["length_penalty"], memory_penalty=s["memory_penalty"],
         evaluations=b["evaluations"], seconds=b["seconds"], stop_fitness=b["stop_fitness"], target=b["target"],
         evaluation=EvaluationSettings(tasks=e["tasks"], seeds=e["seeds"], lr_multipliers=e["lr_multipliers"],
-                                      time_limit=e["time_limit"], device=e["device"]))
+                                      time_limit=e["time_limit"], device=e["device"], subspace=e["subspace"]),
+        funnel=None if f is None else FunnelSettings(tuple(f["tasks"]), f["seeds"], f["threshold"], f["top"]))
     raw = {"name": top["name"] or default_name, "seed": top["seed"], "warm_start": top["warm_start"],
-           "search": s, "evaluation": {**e, "tasks": list(e["tasks"]), "lr_multipliers": list(e["lr_multipliers"])},
-           "budget": {**b, "target": None if b["target"] is None else vars(b["target"])}, "executor": x}
+           "search": s, "evaluation": {**e, "tasks": list(e["tasks"]), "lr_multipliers": list(e["lr_multipliers"]),
+                                       "subspace": None if e["subspace"] is None else dict(
+                                           zip(("rank", "projection", "update_every", "lr"), e["subspace"]))},
+           "budget": {**b, "target": None if b["target"] is None else vars(b["target"])}, "executor": x,
+           "funnel": None if f is None else {**f, "tasks": list(f["tasks"])}}
     return RunConfig(raw["name"], settings, ExecutorSettings(**x), source, raw)
 
 

@@ -21,7 +21,7 @@ from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
-FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation")
+FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
 
 
 def run_dir_for(config: RunConfig, run_dir: str | Path | None) -> Path:
@@ -105,9 +105,67 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
         raise
     try:
         evolution = Evolution(config.search, store, executor, warm, target, progress)
-        return evolution.run(), store
+        outcome = evolution.run()
     finally:
         executor.close()
+    finalize(store, run_dir)
+    return outcome, store
 
 
-__all__ = ["evolve", "make_executor", "open_store", "run_dir_for", "stored_config", "with_overrides"]
+
+
+def choose_winner(store: RunStore) -> tuple[int, str] | None:
+    """The run's winner: the best funnel fitness if any program was re-checked, else the best search fitness."""
+    checked = store.programs("funnel_status = 'ok' AND funnel_fitness IS NOT NULL", order="funnel_fitness DESC, id")
+    if checked:
+        return checked[0].id, "funnel"
+    ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
+    return (ranked[0].id, "search") if ranked else None
+
+
+def finalize(store: RunStore, run_dir: Path) -> dict | None:
+    """Choose the winner, simplify it (exact rewrites only: its behaviour is what was measured), and
+    write `best.py` (the program) and `best_optimizer.py` (its torch.optim export) into the run directory."""
+    from optsearch.dsl import parse_program, print_program
+    from optsearch.dsl.export import export_program
+    chosen = choose_winner(store)
+    if chosen is None:
+        return None
+    pid, basis = chosen
+    row = store.program(pid)
+    program = replace(parse_program(row.text), name=_identifier(f"{run_dir.name}_{pid}"))
+    simplified, steps = program, []
+    try:
+        from optsearch.search.simplify import simplify
+        result = simplify(program)
+        simplified, steps = result.after, list(getattr(result, "static_steps", []) or [])
+    except ImportError:
+        pass
+    header = (f"# Found by optsearch: run {run_dir}, program #{pid} ({row.mutation or 'warm start'}).\n"
+              f"# Search fitness {row.fitness:+.4f}"
+              + (f", funnel fitness {row.funnel_fitness:+.4f}" if row.funnel_fitness is not None else "")
+              + f" (0 = tuned AdamW); chosen on the {basis} fitness.\n"
+              + (f"# Simplified exactly ({len(steps)} rewrites) from {run_dir}#{pid}.\n" if steps else ""))
+    best_py, best_opt = run_dir / "best.py", run_dir / "best_optimizer.py"
+    _write(best_py, header + print_program(simplified))
+    _write(best_opt, export_program(simplified))
+    info = {"id": pid, "basis": basis, "fitness": row.fitness, "funnel_fitness": row.funnel_fitness,
+            "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
+    store.set("winner", {k: (v if not isinstance(v, float) or v == v and abs(v) != float("inf") else None)
+                         for k, v in info.items()})
+    return info
+
+
+def _identifier(name: str) -> str:
+    clean = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    return clean if clean.isidentifier() else f"program_{clean}"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+__all__ = ["choose_winner", "evolve", "finalize", "make_executor", "open_store", "run_dir_for", "stored_config",
+           "with_overrides"]

@@ -23,8 +23,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
-from optsearch.dsl import Program, canonicalize, parse_program, print_program
+from optsearch.dsl import Program, canonicalize, check, parse_program, print_program
 from optsearch.evaluators import EvalJob, Executor, JobResult
+from optsearch.evaluators.fitness import memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, matches, screen
 from optsearch.search.mutate import mutate
 from optsearch.search.settings import SearchSettings
@@ -103,6 +104,7 @@ class Evolution:
         self._programs: dict[int, Program] = {}
         self._hash_of: dict[int, str | None] = {}
         self._fitness: dict[int, float] = {}
+        self._memory: dict[int, float | None] = {}
         self._session_start = time.monotonic()
         self._elapsed_base = 0.0
         self._idle = 0
@@ -124,6 +126,7 @@ class Evolution:
             self.cache.add(row.id, row.hash, row.fingerprint)
             if row.status != "pending":
                 self._fitness[row.id] = row.fitness
+                self._memory[row.id] = self.store.state_per_param(row.id)
 
     def _save_state(self) -> None:
         self.counters.elapsed = self.elapsed
@@ -217,7 +220,7 @@ class Evolution:
         parent_hash = self._hash_of.get(parent_id)
         child, names = self.program(parent_id), []
         for _ in range(MAX_CHAIN):
-            drawn = mutate(child, self.rng, self.settings.mutation_weights)
+            drawn = mutate(child, self.rng, self.settings.mutation_weights, self.settings.ops)
             if drawn is None:
                 continue
             child, name = drawn
@@ -255,7 +258,7 @@ class Evolution:
                 pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation, "cached",
                                              fitness, source, kind)
                 self._hash_of[pid] = s.hash
-                self._join(pid, fitness)
+                self._join(pid, fitness, self._score(canonical, fitness, self._memory.get(source)))
                 self._idle += 1
                 if self.target is not None and self._match(canonical):
                     c.found_target, c.found_at = pid, c.evaluations
@@ -271,7 +274,7 @@ class Evolution:
     def _submit(self, program_id: int) -> None:
         e = self.settings.evaluation
         job = EvalJob(self.store.program(program_id).text, tuple(e.tasks), tuple(range(e.seeds)),
-                      tuple(e.lr_multipliers), e.time_limit, e.device)
+                      tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
         self.inflight[self.executor.submit(job)] = program_id
         self.counters.submitted += 1
 
@@ -285,11 +288,13 @@ class Evolution:
                 self.store.add_evaluation(pid, score, jr.worker)
             self.store.finish_program(pid, r.status, fitness, c.evaluations)
             self._fitness[pid] = fitness
+            self._memory[pid] = r.state_per_param
+            score = self._score(self.program(pid), fitness, r.state_per_param)
             if not self.population and pid == 1:      # the warm start: the population is its copies
                 for _ in range(self.settings.population):
-                    self._join(pid, fitness)
+                    self._join(pid, fitness, score)
             else:
-                self._join(pid, fitness)
+                self._join(pid, fitness, score)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
             self._maybe_restart()
@@ -297,11 +302,20 @@ class Evolution:
             self.store.add_history(c.evaluations, c.best_fitness, statistics.median(finite) if finite else None)
             self._save_state()
 
-    def _join(self, pid: int, fitness: float) -> None:
+    def _score(self, program: Program, fitness: float, state_per_param: float | None) -> float:
+        """What selection compares: fitness less the configured length and memory penalties."""
+        s = self.settings
+        score = memory_penalized(fitness, state_per_param, s.memory_penalty)
+        if s.length_penalty and math.isfinite(score):
+            score -= s.length_penalty * len(check(program).live)
+        return score
+
+    def _join(self, pid: int, fitness: float, score: float | None = None) -> None:
         c = self.counters
         c.births += 1
-        self.population.append((c.births, pid, fitness))
-        self.store.push_population(c.births, pid, fitness, self.settings.population)
+        score = fitness if score is None else score
+        self.population.append((c.births, pid, score))
+        self.store.push_population(c.births, pid, score, self.settings.population)
         del self.population[:max(0, len(self.population) - self.settings.population)]
         if fitness > c.best_fitness:
             c.best_id, c.best_fitness, c.last_improvement = pid, fitness, c.evaluations
@@ -314,8 +328,9 @@ class Evolution:
         c.last_improvement = c.evaluations
         self.store.clear_population()
         self.population.clear()
+        score = self._score(self.program(c.best_id), c.best_fitness, self._memory.get(c.best_id))
         for _ in range(self.settings.population):
-            self._join(c.best_id, c.best_fitness)
+            self._join(c.best_id, c.best_fitness, score)
         self.store.add_event("restart", f"no improvement in {after} evaluations: population restarted "
                                         f"from #{c.best_id} (fitness {c.best_fitness:+.4f})", c.evaluations)
 

@@ -10,8 +10,9 @@ does that, and counts the rejects.
 Besides the classic insert / delete / change-argument / change-op / perturb-constant, three
 mutations make the moves that matter for optimizers likely (shared/research/search-notes.md):
 `wrap` applies an op to a value in place (`x = sign(x)` right where `x` is made), `split`
-copies a statement so that two of its uses can drift apart (Lion's `c` and `m` come from one
-interpolation), and `add_state` adds a new exponential moving average of a value.
+copies a statement with one constant moved so that two of its uses can differ (Lion's `c` and
+`m` come from one interpolation with two betas), and `add_state` adds a new exponential moving
+average of a value.
 """
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ class _Draft:
     params: list[str]
     body: list[Statement]
     returns: list[str]
+    ops: dict[str, float] | None = None   # ops new statements may use, with weights (None: all, equally)
 
     @classmethod
-    def of(cls, p: Program) -> "_Draft":
-        return cls(p.name, list(p.params), list(p.body), list(p.returns))
+    def of(cls, p: Program, ops: dict[str, float] | None = None) -> "_Draft":
+        return cls(p.name, list(p.params), list(p.body), list(p.returns), ops)
 
     def program(self) -> Program:
         params = [p for p in INPUTS if p in self.params or (p == "step" and self._reads("step"))]
@@ -102,9 +104,12 @@ def _operand(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], wan
     return Var(rng.choice(names))
 
 
-def _random_op(rng: random.Random, arity: int | None = None) -> str:
-    names = [n for n, op in OPS.items() if arity is None or op.arity == arity]
-    return rng.choice(names)
+def _random_op(rng: random.Random, d: _Draft, arity: int | None = None) -> str | None:
+    pool = d.ops if d.ops is not None else dict.fromkeys(OPS, 1.0)
+    names = [n for n, w in pool.items() if w > 0 and (arity is None or OPS[n].arity == arity)]
+    if not names:
+        return None
+    return rng.choices(names, weights=[pool[n] for n in names])[0]
 
 
 def _result_type(op: str, args: tuple[Operand, ...], types: dict[str, str]) -> str:
@@ -126,7 +131,9 @@ def insert(rng: random.Random, d: _Draft) -> bool:
     """A new statement of a random op over values available at a random place, spliced into one later use."""
     types = _types(d)
     pos = rng.randint(0, len(d.body))
-    op = _random_op(rng)
+    op = _random_op(rng, d)
+    if op is None:
+        return False
     args = tuple(_operand(rng, d, pos, types, t) for t in OPS[op].types())
     if not any(isinstance(a, Var) for a in args):  # an op over constants only is a constant
         k = rng.randrange(len(args))
@@ -147,14 +154,22 @@ def _all_sites(d: _Draft, after: int) -> list[tuple[int, int]]:
 
 
 def wrap(rng: random.Random, d: _Draft) -> bool:
-    """`x = op(x, ...)` right after `x` is made; every later use of `x` reads the result."""
+    """`x = op(x, ...)` right after `x` is made; every later use of `x` reads the result.
+
+    Half the time the op is unary (`x = f(x)`, the move that turns an update into its sign),
+    otherwise any op with `x` at a random argument position.
+    """
     types = _types(d)
     candidates = [n for n in d.available(len(d.body)) if d.uses(n)]
     if not candidates:
         return False
     x = rng.choice(candidates)
     pos = d.definition(x) + 1
-    op = _random_op(rng)
+    op = _random_op(rng, d, 1 if rng.random() < 0.5 else None)
+    if op is None:
+        op = _random_op(rng, d)
+    if op is None:
+        return False
     spec = OPS[op].types()
     slots = [k for k, t in enumerate(spec) if t == "any" or types.get(x) == "tensor"]
     if not slots:
@@ -187,7 +202,9 @@ def delete(rng: random.Random, d: _Draft) -> bool:
 
 
 def split(rng: random.Random, d: _Draft) -> bool:
-    """Copy a statement under a new name; a random part of its uses reads the copy."""
+    """Copy a statement under a new name; a random part of its uses reads the copy, and one
+    constant of the copy moves (as `perturb_constant`), so the two can serve different uses
+    (Lion's update and its momentum are one interpolation with two betas)."""
     shared = [i for i, s in enumerate(d.body) if len(d.uses(s.target, after=i)) >= 2]
     if not shared:
         return False
@@ -196,7 +213,12 @@ def split(rng: random.Random, d: _Draft) -> bool:
     uses = d.uses(s.target, after=i)
     moved = rng.sample(uses, rng.randint(1, len(uses) - 1))
     name = d.fresh()
-    d.body.insert(i + 1, Statement(name, s.op, s.args))
+    args = s.args
+    consts = [k for k, a in enumerate(args) if isinstance(a, Const)]
+    if consts:
+        k = rng.choice(consts)
+        args = args[:k] + (Const(perturb_value(args[k].value, rng)),) + args[k + 1:]
+    d.body.insert(i + 1, Statement(name, s.op, args))
     d.redirect([(u + 1 if u >= 0 else u, j) for u, j in moved], name)
     return True
 
@@ -224,8 +246,8 @@ def change_op(rng: random.Random, d: _Draft) -> bool:
         return False
     i = rng.randrange(len(d.body))
     s = d.body[i]
-    op = _random_op(rng, len(s.args))
-    if op == s.op:
+    op = _random_op(rng, d, len(s.args))
+    if op is None or op == s.op:
         return False
     d.body[i] = replace(s, op=op)
     return True
@@ -306,11 +328,15 @@ def to_ssa(program: Program) -> Program:
     return Program(program.name, program.params, tuple(body), returns, program.return_line)
 
 
-def mutate(program: Program, rng: random.Random, weights: dict[str, float]) -> tuple[Program, str] | None:
-    """Apply one mutation drawn by `weights`; returns (child, mutation name) or None if it did not apply."""
+def mutate(program: Program, rng: random.Random, weights: dict[str, float],
+           ops: dict[str, float] | None = None) -> tuple[Program, str] | None:
+    """Apply one mutation drawn by `weights`; returns (child, mutation name) or None if it did not apply.
+
+    `ops` are the ops new statements may use, with their weights (default: every registered op).
+    """
     names = [n for n, w in weights.items() if w > 0]
     name = rng.choices(names, weights=[weights[n] for n in names])[0]
-    d = _Draft.of(to_ssa(program))
+    d = _Draft.of(to_ssa(program), ops)
     if not MUTATIONS[name](rng, d):
         return None
     return d.program(), name

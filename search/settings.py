@@ -14,7 +14,7 @@ DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
     "insert": 1.0,            # a new statement over live values, spliced into one use
     "wrap": 1.5,              # x = op(x, ...) right after x is made; every later use reads the new x
     "delete": 1.0,            # drop a statement, its uses read one of its arguments
-    "split": 0.5,             # copy a statement, part of its uses read the copy (then mutate again)
+    "split": 1.0,             # copy a statement with one constant moved; part of its uses read the copy
     "change_arg": 1.0,        # one argument reads another value or a constant
     "change_op": 1.0,         # same arguments, another op of the same arity
     "perturb_constant": 2.0,  # a constant moves in log space (betas in log(1 - beta) space)
@@ -31,6 +31,22 @@ class EvaluationSettings:
     lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
     time_limit: float | None = 300.0
     device: str = "cpu"
+    subspace: tuple[int, str, int | None, float | None] | None = None  # (rank, projection, update_every, lr)
+
+
+@dataclass(frozen=True)
+class FunnelSettings:
+    """Re-check promising programs where the search cannot see: larger sizes, held-out tasks.
+
+    A program whose search fitness reaches `threshold` and is among the `top` best distinct
+    programs found so far is evaluated again on `tasks` with `seeds` seeds; the run's winner is
+    chosen on that fitness (the paper's funnel selection).
+    """
+
+    tasks: tuple[str, ...] = ("mlp/medium",)
+    seeds: int = 2
+    threshold: float = 0.0
+    top: int = 5
 
 
 @dataclass(frozen=True)
@@ -53,11 +69,15 @@ class SearchSettings:
     max_statements: int = 24
     restart_after: int | None = None                 # evaluations without improvement -> restart
     mutation_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
+    ops: dict[str, float] | None = None              # ops mutations may introduce, weighted (None: all)
+    length_penalty: float = 0.0                      # selection score -= this x live statements (parsimony)
+    memory_penalty: float = 0.0                      # selection score -= this x optimizer state per parameter
     evaluations: int | None = 1000                   # budget: real evaluations (cache hits are free)
     seconds: float | None = None                     # budget: wall time of this process
     stop_fitness: float | None = None                # stop once a program reaches this fitness
     target: Target | None = None
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    funnel: FunnelSettings | None = None
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; identity is enough
         return id(self)

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS programs (
     cache TEXT,                    -- cached: 'hash' or 'fingerprint'
     created REAL NOT NULL,
     finished REAL,
-    eval_index INTEGER             -- the n-th finished evaluation of the run (1-based)
+    eval_index INTEGER,            -- the n-th finished evaluation of the run (1-based)
+    funnel_status TEXT,            -- NULL (not selected), pending, ok, diverged, ..., cancelled
+    funnel_fitness REAL            -- fitness on the funnel's larger and held-out tasks
 );
 CREATE INDEX IF NOT EXISTS programs_hash ON programs(hash);
 CREATE INDEX IF NOT EXISTS programs_status ON programs(status);
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     metrics TEXT NOT NULL,
     steps INTEGER,
     seconds REAL,
+    state_per_param REAL,          -- optimizer-state numbers per model parameter
     error TEXT,
     worker TEXT,
     finished REAL NOT NULL
@@ -111,6 +114,8 @@ class ProgramRow:
     created: float
     finished: float | None
     eval_index: int | None
+    funnel_status: str | None = None
+    funnel_fitness: float | None = None
 
 
 class RunStore:
@@ -227,17 +232,23 @@ class RunStore:
             self.db.execute("UPDATE programs SET status = ?, fitness = ?, finished = ?, eval_index = ? WHERE id = ?",
                             (status, _num(fitness), time.time(), eval_index, program_id))
 
+    def set_funnel(self, program_id: int, status: str, fitness: float | None = None) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE programs SET funnel_status = ?, funnel_fitness = ? WHERE id = ?",
+                            (status, _num(fitness), program_id))
+
     def add_evaluation(self, program_id: int, score: Any, worker: str | None, purpose: str = "search") -> None:
         """Store one task score (`optsearch.evaluators.TaskScore`)."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO evaluations(program_id, purpose, task, size, status, metric, fitness, reference, seeds,"
-                " per_seed, best_lr, metrics, steps, seconds, error, worker, finished)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " per_seed, best_lr, metrics, steps, seconds, state_per_param, error, worker, finished)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (program_id, purpose, score.task, score.size, score.status, _num(score.metric), _num(score.fitness),
                  _num(score.reference), json.dumps(list(score.seeds)),
                  json.dumps([_num(x) for x in score.per_seed]), json.dumps(list(score.best_lr)),
-                 json.dumps([_num(x) for x in score.metrics]), score.steps, score.seconds, score.error, worker,
+                 json.dumps([_num(x) for x in score.metrics]), score.steps, score.seconds,
+                 getattr(score, "state_per_param", None), score.error, worker,
                  time.time()))
 
     def program(self, program_id: int) -> ProgramRow:
@@ -250,6 +261,12 @@ class RunStore:
     def programs(self, where: str = "1", params: tuple = (), order: str = "id") -> list[ProgramRow]:
         rows = self.db.execute(f"SELECT * FROM programs WHERE {where} ORDER BY {order}", params).fetchall()
         return [_program_row(r) for r in rows]
+
+    def state_per_param(self, program_id: int) -> float | None:
+        """Mean optimizer state per parameter over the program's search evaluations (None: unknown)."""
+        row = self.db.execute("SELECT AVG(state_per_param) FROM evaluations WHERE program_id = ? AND purpose = 'search'",
+                              (program_id,)).fetchone()
+        return row[0]
 
     def count_programs(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM programs").fetchone()[0])
@@ -312,7 +329,8 @@ class RunStore:
 
 def _program_row(r: sqlite3.Row) -> ProgramRow:
     return ProgramRow(r["id"], r["text"], r["hash"], r["fingerprint"], r["parent"], r["mutation"], r["status"],
-                      _fit(r["fitness"]), r["reuses"], r["cache"], r["created"], r["finished"], r["eval_index"])
+                      _fit(r["fitness"]), r["reuses"], r["cache"], r["created"], r["finished"], r["eval_index"],
+                      r["funnel_status"], None if r["funnel_status"] is None else _fit(r["funnel_fitness"]))
 
 
 __all__ = ["RUN_DB", "ProgramRow", "RunStore"]

@@ -17,6 +17,8 @@ from optsearch.dsl import OPS, OptsearchError, ProgramError, ProgramOptimizer, p
 from optsearch.dsl.export import class_name_for, export_program, name_constants, write_export
 from optsearch.dsl.ir import Const, Program, Statement, Var
 
+from .test_factored import AdafactorReference, LionFactoredReference
+
 
 @pytest.fixture(autouse=True)
 def _float64_one_thread():
@@ -97,6 +99,33 @@ class Signum(torch.optim.Optimizer):
                 p.add_(torch.sign(m), alpha=-group["lr"])
 
 
+class LionKappa(torch.optim.Optimizer):
+    """Reference Lion-kappa: c = b1 * m + (1 - b1) * g; w -= lr * (grad_kappa(c) + wd * w);
+    m = b2 * m + (1 - b2) * g."""
+
+    def __init__(self, params, lr, grad_kappa, betas=(0.9, 0.99), weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+        self.grad_kappa = grad_kappa
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                m = self.state[p].setdefault("m", torch.zeros_like(p))
+                c = b1 * m + (1 - b1) * p.grad
+                p.sub_(group["lr"] * (self.grad_kappa(c) + group["weight_decay"] * p))
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
+KAPPA_GRADIENTS = {  # zoo name -> the gradient of its kappa, written from the docstrings
+    "lion_tanh": lambda c: torch.tanh(c / 1e-3),
+    "lion_clip": lambda c: torch.clamp(c / 1e-3, -1.0, 1.0),
+    "lion_softsign": lambda c: c / (1e-3 + c.abs()),
+    "lion_normalized": lambda c: c / c.square().mean().sqrt(),
+}
+
+
 def _lion(params, lr):
     from lion_pytorch import Lion
 
@@ -114,8 +143,11 @@ REFERENCES = {
     "adamw": (lambda p, lr: torch.optim.AdamW(p, lr), 1e-2),
     "adamax": (lambda p, lr: torch.optim.Adamax(p, lr), 1e-2),
     "lion": (_lion, 1e-3),
+    **{name: (lambda p, lr, k=k: LionKappa(p, lr, k), 1e-3) for name, k in KAPPA_GRADIENTS.items()},
     "signsgd": (SignSGD, 1e-3),
     "signum": (Signum, 1e-3),
+    "adafactor": (AdafactorReference, 1e-2),
+    "lion_factored": (LionFactoredReference, 1e-3),
 }
 
 

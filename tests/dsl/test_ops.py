@@ -7,6 +7,11 @@ from optsearch.dsl import OPS, CompiledProgram, FlatReducer, Layout, check, get_
 
 # Direct references on one parameter tensor (a reduction sees exactly one parameter's values),
 # written from the spec rather than from ops.py. `global_norm` gets the list of all parameters.
+def _matrix(x: torch.Tensor) -> torch.Tensor:
+    """A parameter seen as a matrix, as row and col values see it: a vector is one row."""
+    return x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], -1)
+
+
 REFERENCE = {
     "add": lambda x, y: x + y,
     "sub": lambda x, y: x - y,
@@ -31,6 +36,7 @@ REFERENCE = {
     "interp": lambda x, y, a: (1 - a) * x + a * y,
     "bias_correct": lambda x, beta, step: x / (1 - beta ** step),
     "clip": lambda x, c: torch.clamp(x, -c, c),
+    "softsign": lambda x: x / (1 + torch.abs(x)),
     "norm": lambda x: x.square().sum().sqrt(),
     "rms": lambda x: x.square().mean().sqrt(),
     "mean": torch.mean,
@@ -38,6 +44,9 @@ REFERENCE = {
     "max_abs": lambda x: x.abs().max(),
     "dot": lambda x, y: (x * y).sum(),
     "global_norm": lambda xs: torch.cat([x.flatten() for x in xs]).square().sum().sqrt(),
+    # Row and col values, seen through `u = r + m`: each element gets its row's (column's) mean.
+    "row_mean": lambda x: _matrix(x).mean(1, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
+    "col_mean": lambda x: _matrix(x).mean(0, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
 }
 
 
@@ -158,5 +167,6 @@ def test_nan_in_the_first_argument_propagates(name):
     x[0] = float("nan")
     compiled = CompiledProgram(parse_program(program_text(name, ("x", "y", "z")[:op.arity])))
     update, _ = compiled.step_flat(x, x, 0.1, 3, (x, y, z.abs(), torch.zeros_like(x)), FlatReducer(layout))
-    reached = {"elementwise": 1, "reduction": 2, "global": 5}[op.kind]  # the element, its tensor, all
+    # the element (and its row or column: a vector is one row), its tensor, all
+    reached = {"elementwise": 1, "factor": 1, "reduction": 2, "global": 5}[op.kind]
     assert torch.isnan(update[:reached]).all()

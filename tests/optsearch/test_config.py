@@ -79,3 +79,12 @@ def test_a_warm_start_file_is_found_next_to_the_config(tmp_path):
     (tmp_path / "start.py").write_text("def start(w, g, lr):\n    u = g * lr\n    return u\n")
     c = load_config(_write(tmp_path, "warm_start: start.py\n"))
     assert c.search.warm_start == str(tmp_path / "start.py")
+
+
+def test_a_search_can_run_every_candidate_in_a_subspace(tmp_path):
+    c = load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 4, projection: svd, update_every: 50}\n"))
+    assert c.search.evaluation.subspace == (4, "svd", 50, None)
+    again = parse_config(__import__("yaml").safe_load(dump_config(c)), "stored")
+    assert again.search.evaluation.subspace == (4, "svd", 50, None)
+    with pytest.raises(ConfigError, match="evaluation.subspace.projection: must be one of online, svd"):
+        load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 4, projection: galore}\n"))

@@ -83,3 +83,12 @@ def test_failed_evaluations_are_results_not_crashes(tmp_path):
     assert outcome.counters.evaluations == 4
     assert {r.status for r in store.programs("eval_index IS NOT NULL")} == {"timeout"}
     assert outcome.best_fitness == -math.inf
+
+
+def test_candidates_can_be_evaluated_inside_a_subspace(tmp_path):
+    settings = replace(SETTINGS, evaluations=3,
+                       evaluation=replace(FAST, tasks=("quadratic/small",), subspace=(2, "online", None, None)))
+    outcome, store = _run(tmp_path / "r", settings)
+    assert outcome.counters.evaluations == 3
+    (e, *_) = store.evaluations()
+    assert e["status"] == "ok" and e["state_per_param"] < 2.0  # AdamW's two moments, projected

@@ -81,7 +81,7 @@ def test_wrap_applies_an_op_in_place_for_every_later_use():
     assert d.returns[1] == d.body[1].target  # the new state value is the wrapped one
 
 
-def test_split_then_perturb_reaches_lions_structure_from_signum_with_decay():
+def test_split_gives_two_interpolations_with_different_betas_as_in_lion():
     start = parse_program("""def f(w, g, lr, m):
     m = interp(g, m, 0.9)
     u = sign(m)
@@ -92,16 +92,16 @@ def test_split_then_perturb_reaches_lions_structure_from_signum_with_decay():
 """)
     lion = load_zoo("lion")
     rng = random.Random(0)
-    for _ in range(4000):
+    found = 0
+    for _ in range(2000):
         d = _Draft.of(to_ssa(start))
         if not MUTATIONS["split"](rng, d):
             continue
         child = d.program()
-        assert structural_hash(child) == structural_hash(start)  # neutral until the copies differ
-        d2 = _Draft.of(child)
-        if MUTATIONS["perturb_constant"](rng, d2) and matches(d2.program(), lion, rel_tol=0.5):
-            return
-    pytest.fail("split + perturb never produced Lion's structure")
+        interps = [s for s in child.body if s.op == "interp"]
+        assert len(interps) == 2 and interps[0].args[:2] == interps[1].args[:2]  # same inputs, copied
+        found += matches(child, lion)  # Lion itself when the state's copy moved to 0.99 (within 1%)
+    assert found >= 5, found
 
 
 @pytest.mark.parametrize("c", [0.9, 0.99, 0.999, 0.5, 1e-8, 0.01, 2.0, -3.0])

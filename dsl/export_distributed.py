@@ -1,0 +1,404 @@
+"""Export a sign-based program as a Distributed Lion optimizer (`optsearch export --distributed`).
+
+Distributed Lion (Liu et al. 2024): in data-parallel training each worker runs the optimizer on
+its own gradient up to the sign, keeping its state (momentum) local; the workers exchange only
+the signs, 1 bit per element, and every worker applies the same update made from their majority
+vote (or their mean). Parameters stay identical on every worker without ever sending a gradient.
+
+A program qualifies when its update is `sign(x) * scale + terms in w`, `x` computed from the
+gradient and state, `scale` from `lr`, `step`, constants and `w` only (`split_at_sign` reads this
+off the IR). The generated module holds the program's ordinary exported optimizer (`export.py`)
+and a subclass whose `step` runs in three parts: `_local_*` (this worker: the signs and the new
+state, one parameter at a time), `_vote` (one `all_gather` of packed bits for all parameters),
+and the update from the vote, written by the ordinary exporter's plain and foreach code writers
+from a program in which the vote is a state variable.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from optsearch.dsl.analysis import Analysis, check
+from optsearch.dsl.errors import OptsearchError
+from optsearch.dsl.export import check_class_name, class_name_for, export_parts
+from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens, wrap
+from optsearch.dsl.export_foreach import write_multi_tensor
+from optsearch.dsl.export_names import Constants, name_constants
+from optsearch.dsl.export_plain import write_single_tensor
+from optsearch.dsl.ir import INPUTS, Program, Var
+from optsearch.dsl.ops import OPS
+from optsearch.dsl.printer import format_statement
+
+Vote = Literal["majority", "mean"]
+VOTES: tuple[str, ...] = ("majority", "mean")
+
+
+@dataclass(frozen=True)
+class SignSplit:
+    """A sign-based program cut at its sign: what each worker computes, what all apply."""
+
+    sign: int                   # the statement `s = sign(x)` the workers vote on
+    local: tuple[int, ...]      # statements each worker runs on its own gradient: the sign, the new state
+    apply: Program              # the update as a program of `w`, `lr`, `step` and the vote (its one state)
+    apply_from: tuple[int, ...]  # the statement of `program` each statement of `apply` comes from
+
+
+def split_at_sign(program: Program, a: Analysis | None = None) -> SignSplit:
+    """Cut `program` at the sign its update is made of; `OptsearchError` saying why it is not sign-based."""
+    a = a or check(program)
+    body, state = program.body, set(program.state)
+
+    def refuse(reason: str) -> OptsearchError:
+        return OptsearchError(f"program {program.name!r} is not sign-based, so it cannot vote: {reason}; "
+                              "--distributed needs an update sign(...) * lr + terms in w")
+
+    def statement(i: int) -> str:
+        return f"line {body[i].line}: `{format_statement(body[i])}`" if body[i].line else f"`{format_statement(body[i])}`"
+
+    local: dict[object, bool] = {p: p == "g" or p in state for p in program.params}
+    for i in sorted(a.live):
+        local[i] = any(local[r] for r in a.reads[i] if r is not None)
+    glob = [i for i in sorted(a.live) if OPS[body[i].op].kind == "global"]
+    if glob:
+        raise refuse(f"{statement(glob[0])} spans all parameters, which the per-worker part does not support")
+    update = a.outputs[0]
+    if not local[update]:
+        raise refuse("its update does not depend on the gradient")
+    # Walk back from the update, stopping at signs of local values: every other local value on
+    # the way must combine them linearly with a scale every worker agrees on.
+    signs, seen, stack = set(), set(), [update]
+    while stack:
+        src = stack.pop()
+        if src in seen:
+            continue
+        seen.add(src)
+        if isinstance(src, str):
+            if local[src]:
+                what = "the gradient g" if src == "g" else f"the state {src!r}"
+                raise refuse(f"its update reads {what} other than through sign(...)")
+            continue
+        if body[src].op == "sign" and local[a.reads[src][0]]:
+            signs.add(src)
+            continue
+        if local[src] and not _linear(body[src].op, a.reads[src], local, a):
+            raise refuse(f"{statement(src)} is not sign(...) times a scale plus terms in w")
+        stack.extend(r for r in a.reads[src] if r is not None)
+    if len(signs) != 1:
+        raise refuse(f"its update is made of {len(signs)} signs of the gradient; the workers vote on one")
+    (sign,) = signs
+    if a.types[sign] != "tensor":
+        raise refuse(f"{statement(sign)} is not one sign per element of w")
+    cones = {s: _cone(a, [a.outputs[1 + program.state.index(s)]]) for s in a.live_state}
+    for s, cone in cones.items():
+        if sign in cone:
+            raise refuse(f"its state {s!r} reads the sign; each worker's state must stay its own")
+    local_part = _cone(a, [sign]).union(*cones.values())
+    apply_from = tuple(sorted(i for i in seen if isinstance(i, int) and i != sign))
+    return SignSplit(sign, tuple(sorted(local_part)), _apply_program(program, a, sign, apply_from), apply_from)
+
+
+def _linear(op: str, reads, local: dict, a: Analysis) -> bool:
+    """Whether a statement is linear in its local arguments with a scale all workers share."""
+    if op in ("add", "sub", "neg"):
+        return True
+    if op not in ("mul", "div"):
+        return False
+    scale_at = [k for k, r in enumerate(reads) if r is None or not local[r]]
+    if len(scale_at) != 1 or (op == "div" and scale_at != [1]):
+        return False
+    scale = reads[scale_at[0]]
+    return scale is None or _type(scale, a) == "scalar"
+
+
+def _type(src, a: Analysis) -> str:
+    return a.types[src] if isinstance(src, int) else ("scalar" if src in ("lr", "step") else "tensor")
+
+
+def _cone(a: Analysis, roots) -> set[int]:
+    """The statements of one step that the values `roots` are computed from (themselves included)."""
+    out: set[int] = set()
+    stack = [r for r in roots if isinstance(r, int)]
+    while stack:
+        i = stack.pop()
+        if i not in out:
+            out.add(i)
+            stack.extend(r for r in a.reads[i] if isinstance(r, int))
+    return out
+
+
+def _apply_program(program: Program, a: Analysis, sign: int, order: tuple[int, ...]) -> Program:
+    """The update's statements with the sign replaced by a state variable `vote`."""
+    taken = set(program.params) | {s.target for s in program.body}
+    vote = next(n for n in ("vote", *(f"vote{k}" for k in range(1, len(taken) + 2))) if n not in taken)
+    body = tuple(replace(program.body[i], args=tuple(Var(vote) if a.reads[i][k] == sign else arg
+                                                     for k, arg in enumerate(program.body[i].args)))
+                 for i in order)
+    update = a.outputs[0]
+    inputs = tuple(p for p in INPUTS if p in program.params)
+    returned = vote if update == sign else program.body[update].target
+    return Program(program.name, inputs + (vote,), body, (returned, vote))
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated module
+
+
+def export_distributed(program: Program, class_name: str | None = None, vote: Vote = "majority",
+                       source: str | None = None) -> str:
+    """The source of a standalone module (torch only) with `program` as a Distributed Lion optimizer.
+
+    `vote` is the constructor's default; `source` names the program's file in errors. Raises
+    `OptsearchError` when the program is not sign-based (see `split_at_sign`) or an argument is
+    bad, `ProgramError` if the program is invalid.
+    """
+    if vote not in VOTES:
+        raise OptsearchError(f"the vote must be one of {', '.join(VOTES)}, got {vote!r}")
+    a = check(program)
+    try:
+        split = split_at_sign(program, a)
+    except OptsearchError as e:
+        raise OptsearchError(f"{source}: {e}" if source else str(e)) from None
+    base = class_name_for(program)
+    cls = check_class_name(class_name or distributed_class_name(program))
+    base = f"{cls}Local" if base == cls else base
+    cg = Codegen.of(program, a, name_constants(program, a))
+    apply_cg = _apply_codegen(cg, split)
+    local_fn, single, multi = (f"_{kind}_{program.name}" for kind in ("local", "single_tensor_apply",
+                                                                        "multi_tensor_apply"))
+    functions = "\n\n\n".join(["\n".join(_write_local(cg, split, local_fn)),
+                               "\n".join(write_single_tensor(apply_cg, single)),
+                               "\n".join(write_multi_tensor(apply_cg, multi))])
+    runtime = "\n\n\n".join(inspect.getsource(f).rstrip() for f in (_pack_bits, _unpack_bits, _vote))
+    parts = [_header(program, cls, base), *export_parts(program, base, extra_code=functions),
+             _class_source(cg, apply_cg, split, cls, base, vote, local_fn, single, multi), functions, runtime]
+    text = "\n\n\n".join(parts) + "\n"
+    compile(text, f"<distributed export of {program.name}>", "exec")  # an internal error, if it fails
+    return text
+
+
+def distributed_class_name(program: Program) -> str:
+    """The default class name: `lion` -> `DistributedLion`."""
+    return f"Distributed{class_name_for(program)}"
+
+
+def _apply_codegen(cg: Codegen, split: SignSplit) -> Codegen:
+    """The update program's Codegen, its constants named as in the whole program."""
+    code = {(j, k): cg.constants.code[(i, k)] for j, i in enumerate(split.apply_from)
+            for k in range(len(cg.program.body[i].args)) if (i, k) in cg.constants.code}
+    used = set(code.values())
+    hyper = [h for h in cg.constants.hyper if used.intersection(h.code_names)]
+    constants = Constants(hyper, code, cg.constants.betas)
+    return Codegen.of(split.apply, check(split.apply), constants)
+
+
+def _write_local(cg: Codegen, split: SignSplit, fn: str) -> list[str]:
+    """`def fn(...)`: this worker's signs and new state, one parameter tensor at a time."""
+    body, a = cg.program.body, cg.a
+    number: dict[object, bool] = {"w": False, "g": False, "lr": True, "step": False}
+    number.update({s: False for s in cg.program.state})
+    for i in split.local:
+        number[i] = OPS[body[i].op].kind == "elementwise" and all(
+            number[r] if r is not None else True for r in a.reads[i])
+    finals = {s: f for s, f in cg.finals.items() if f != s}
+    reads = {r for i in split.local for r in a.reads[i] if isinstance(r, str)}
+    reads |= {f for f in finals.values() if isinstance(f, str) and f != "w"}
+    lines = [*cg.def_lines(fn, per_tensor=True),
+             '    """This worker\'s part of the step, on its own gradient: returns the signs to vote on',
+             '    and updates the (local) state."""']
+    if "g" in reads:
+        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
+    lines += ["    signs = []", "    for i, w in enumerate(params):"]
+    lists = {"g": "grads", **{s: cg.state_list(s) for s in cg.program.state}}
+    for r in sorted(reads - {"w", "lr"}, key=cg.program.params.index):
+        lines.append("        step = steps[i].to(w)" if r == "step" else f"        {cg.name(r)} = {lists[r]}[i]")
+    for i in split.local:
+        parts = [(t if src is None else cg.name(src), number[src] if src is not None else True)
+                 for src, t in (cg.operand(i, p) for p in range(len(body[i].args)))]
+        lines.append(f"        {cg.name(i)} = {strip_parens(format_expr(body[i].op, parts)[0])}")
+        if i == split.sign:
+            lines.append(f"        signs.append({cg.name(i)})")
+    # New state last; a state that takes another state's old value copies it first.
+    text = {s: (f"{cg.state_list(f)}[i].clone()" if f in cg.program.state else
+                "params[i]" if f == "w" else cg.name(f)) for s, f in finals.items()}
+    for s, f in finals.items():
+        if f in cg.program.state:
+            lines.append(f"        {cg.names[s]}_new = {text[s]}")
+            text[s] = f"{cg.names[s]}_new"
+    lines += [f"        {cg.state_list(s)}[i].copy_({text[s]})" for s in finals]
+    return lines + ["    return signs"]
+
+
+def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, base: str, vote: str,
+                  local_fn: str, single: str, multi: str) -> str:
+    hyper = cg.constants.hyper
+    sig = ["self", "params", "lr: float = 1e-3"]
+    for h in hyper:
+        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
+        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig += ["*", f'vote: str = "{vote}"', "process_group=None", "maximize: bool = False",
+            "foreach: bool | None = None"]
+    passed = ["params", "lr=lr"] + [f"{h.arg}={h.arg}" for h in hyper] + ["maximize=maximize", "foreach=foreach"]
+    first, *doc = _doc(cg, apply_cg, split, base, vote)
+    lines = [f"class {cls}({base}):", '    r"""' + first]
+    lines += [f"    {line}" if line else "" for line in doc] + ['    """', ""]
+    lines += [*wrap("    def __init__(", sig, "):"),
+              f"        if vote not in {VOTES!r}:",
+              '            raise ValueError(f"Invalid vote: expected \'majority\' or \'mean\', got {vote!r}")',
+              *wrap("        super().__init__(", passed, ")"),
+              "        self.vote = vote",
+              "        self.process_group = process_group",
+              "        self.bytes_sent = 0", "",
+              "    @torch.no_grad()",
+              "    def step(self, closure=None):",
+              '        """One step, taken by all workers together; `closure` re-evaluates the model, returns the loss."""',
+              "        loss = None",
+              "        if closure is not None:",
+              "            with torch.enable_grad():",
+              "                loss = closure()",
+              "        signs, work = [], []",
+              "        for group in self.param_groups:"]
+    state_lists = [cg.state_list(s) for s in cg.state]
+    lists = ["params", "grads"] + state_lists + ["steps"]
+    lines += [f"            {', '.join(lists)} = {', '.join(['[]'] * len(lists))}",
+              '            for p in group["params"]:',
+              "                if p.grad is None:",
+              "                    continue",
+              "                if p.grad.is_sparse:",
+              f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+              "                state = self.state[p]",
+              "                if not state:",
+              '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
+    zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # as the base class does
+             "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
+    kinds = dict(zip(cg.program.state, cg.a.state_types))
+    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
+    lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
+    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
+    lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
+
+    def kwargs(hypers) -> tuple[list[str], list[str]]:
+        unpack, kw = [], ['lr=float(group["lr"])']
+        for h in hypers:
+            if h.arg == "betas":
+                unpack.append(f'            {", ".join(h.code_names)} = group["betas"]')
+                kw += [f"{n}={n}" for n in h.code_names]
+            else:
+                kw.append(f'{h.arg}=group["{h.arg}"]')
+        return unpack, kw + ['maximize=group["maximize"]']
+
+    unpack, kw = kwargs(hyper)
+    call = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
+    lines += [*unpack, *wrap(f"            signs += {local_fn}(", call + kw, ")"),
+              "            work.append((group, params, grads, steps))",
+              "        if not work:",
+              "            return loss",
+              "        votes, self.bytes_sent = _vote(signs, self.vote, self.process_group)",
+              "        for group, params, grads, steps in work:"]
+    vote_list = apply_cg.state_list(apply_cg.program.state[0])
+    unpack, kw = kwargs(apply_cg.constants.hyper)
+    call = ["params", "grads", vote_list] + (["steps"] if apply_cg.uses_step else [])
+    lines += [f"            {vote_list}, votes = votes[:len(params)], votes[len(params):]", *unpack,
+              '            foreach = group["foreach"]',
+              "            if foreach is None:",
+              "                foreach = _foreach_by_default(params)",
+              f"            impl = {multi} if foreach else {single}",
+              *wrap("            impl(", call + kw, ")"),
+              "        return loss"]
+    return "\n".join(lines)
+
+
+def _doc(cg: Codegen, apply_cg: Codegen, split: SignSplit, base: str, default_vote: str) -> list[str]:
+    vote = apply_cg.program.state[0]
+    sign = cg.program.body[split.sign].target
+    out = [f"``{base}`` for data-parallel training: workers vote on the sign, 1 bit per element.", "",
+           "Each worker (a process of a ``torch.distributed`` group, with its own data) runs on its own",
+           "gradient, its state staying its own::", ""]
+    out += [f"    {cg.named_statement(i)}" for i in split.local]
+    out += ["", f"The workers exchange the sign ``{sign}``, packed 1 bit per element into one ``all_gather`` (a second",
+            "bit plane marks exact zeros, sent only in steps where a worker has one), and each applies",
+            f"the same update with ``{vote}`` the sign of the sum of their ``{sign}`` (``vote=\"majority\"``, ties",
+            f"give 0) or its mean (``vote=\"mean\"``)::", ""]
+    out += [f"    {apply_cg.named_statement(i)}" for i in apply_cg.live]
+    out += [f"    w = w - {apply_cg.program.returns[0]}", "",
+            "Parameters stay identical on every worker if they start identical. All workers must call",
+            "``step`` together, with gradients for the same parameters (the exchange is collective).",
+            f"Without an initialised process group (or with one worker) this is ``{base}``.",
+            "``bytes_sent`` is what this worker sent in the last step: ceil(n / 8) + 1 bytes for n",
+            "elements (an all-reduce of float32 gradients sends 4 n).", "",
+            f"Args: those of ``{base}``, and", "",
+            f'    vote: "majority" or "mean" of the workers\' signs (default: "{default_vote}").',
+            "    process_group: the ``torch.distributed`` group that votes (default: the default group)."]
+    return out
+
+
+def _header(program: Program, cls: str, base: str) -> str:
+    return f'''"""{cls}: the optsearch program `{program.name}` as a Distributed Lion optimizer.
+
+Generated by `optsearch export --distributed`. It needs torch and nothing else. `{cls}` is for
+data-parallel training with torch.distributed: workers exchange 1-bit signs instead of gradients
+(do not also all-reduce the gradients, e.g. with DistributedDataParallel). `{base}` is the same
+program for one process.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["{cls}", "{base}"]'''
+
+
+# ---------------------------------------------------------------------------------------------
+# Runtime: these functions are copied into every generated module (they need torch only).
+
+
+def _pack_bits(bits: Tensor) -> Tensor:
+    """A flat bool tensor of n elements as ceil(n / 8) uint8 bytes, element k in bit k % 8 of byte k // 8."""
+    padded = torch.zeros((bits.numel() + 7) // 8 * 8, dtype=torch.uint8, device=bits.device)
+    padded[:bits.numel()] = bits.reshape(-1)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=bits.device)
+    return (padded.view(-1, 8) * weights).sum(1, dtype=torch.uint8)
+
+
+def _unpack_bits(packed: Tensor, n: int) -> Tensor:
+    """The first `n` bits of `_pack_bits`'s bytes, as a bool tensor."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    return ((packed.unsqueeze(-1) >> shifts) & 1).reshape(-1)[:n].bool()
+
+
+def _vote(signs: list[Tensor], vote: str, group=None) -> tuple[list[Tensor], int]:
+    """The workers' vote on every element of `signs` (this worker's), and the bytes this worker sent.
+
+    One all_gather carries each worker's signs as 1 bit per element (positive or not) and a flag
+    byte saying whether it has exact zeros; only if one does, a second all_gather carries the
+    bit planes of the nonzero elements, so that a zero stays a zero as in one process.
+    """
+    flat = torch.cat([s.reshape(-1) for s in signs])
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+        total, workers, sent = flat, 1, 0
+    else:
+        workers, n = dist.get_world_size(group), flat.numel()
+        nonzero = flat != 0
+        flag = torch.tensor([0 if bool(nonzero.all()) else 1], dtype=torch.uint8, device=flat.device)
+        message = torch.cat([_pack_bits(flat > 0), flag])
+        gathered = [torch.empty_like(message) for _ in range(workers)]
+        dist.all_gather(gathered, message, group=group)
+        sent = message.numel()
+        planes = None
+        if any(bool(m[-1]) for m in gathered):
+            plane = _pack_bits(nonzero)
+            planes = [torch.empty_like(plane) for _ in range(workers)]
+            dist.all_gather(planes, plane, group=group)
+            sent += plane.numel()
+        total = torch.zeros(n, dtype=torch.int32, device=flat.device)
+        for k, m in enumerate(gathered):
+            s = _unpack_bits(m[:-1], n).to(torch.int32) * 2 - 1
+            total += s if planes is None else s * _unpack_bits(planes[k], n)
+    result = torch.sign(total) if vote == "majority" else total.to(flat.dtype) / workers
+    return [r.view_as(s).to(s.dtype) for r, s in zip(result.split([s.numel() for s in signs]), signs)], sent
