@@ -19,18 +19,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Until `optsearch evolve` lands, the demo walks the rest of the pipeline: a zoo program is
-# checked, scored against tuned AdamW on two fast proxy tasks, and exported as PyTorch code.
+# The demo is a real search (configs/quickstart.yaml, about 5 minutes on 2 cores): evolve from
+# AdamW on the small MLP task, re-check the best on held-out tasks, export the winner. It starts
+# afresh each time (the previous demo run in runs/quickstart is replaced).
 demo: install
-	$(VENV)/bin/optsearch check lion
-	$(VENV)/bin/optsearch eval adamw --task quadratic --task mlp --threads 1
-	$(VENV)/bin/optsearch eval lion --task quadratic --task mlp --threads 1
-	$(VENV)/bin/optsearch export lion -o runs/demo/lion_optimizer.py --class-name Lion
+	rm -rf runs/quickstart
+	$(VENV)/bin/optsearch evolve configs/quickstart.yaml
+	$(VENV)/bin/optsearch show runs/quickstart --top 5
 
 test: install
 	$(PY) -m pytest -q
 
 bench: install
+	$(PY) benchmarks/rediscovery.py
+	$(PY) benchmarks/ray_speed.py
 	$(PY) benchmarks/export_step_time.py
 	$(PY) benchmarks/evaluator_speed.py
 	$(PY) benchmarks/zoo_eval.py

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     simp.add_argument("--size", default="small", choices=SIZES)
     simp.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds (0..N-1); their spread is the noise "
                       "fitness may drop by (default: %(default)s)")
-    simp.add_argument("--tolerance", type=float, metavar="X", help="how far fitness may drop (instead of the seed noise)")
+    simp.add_argument("--tolerance", type=float, metavar="X",
+                      help="how far fitness may drop (instead of the seed noise)")
     simp.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X", default=list(DEFAULT_LR_MULTIPLIERS),
                       help="multiples of the task's base lr to try; the best counts (default: %(default)s)")
     simp.add_argument("-o", "--output", metavar="FILE", help="write the simplified program to this .py file")
@@ -326,7 +327,8 @@ def _simplify_text(r: dict) -> str:
     if r["tasks"]:
         parts += [f"removed (fitness held): {len(r['removed']) or 'none'}", indent(r["removed"]),
                   f"rounded (fitness held): {len(r['rounded']) or 'none'}", indent(r["rounded"]),
-                  f"fitness on {', '.join(r['tasks'])} ({r['seeds']} seeds; 0 = tuned AdamW, higher is better): "
+                  f"fitness on {', '.join(r['tasks'])} ({r['seeds']} seed{'s' * (r['seeds'] != 1)}; "
+                  f"0 = tuned AdamW, higher is better): "
                   f"before {_num(r['fitness_before'], '+.4f')}, after {_num(r['fitness_after'], '+.4f')}, "
                   f"allowed drop {_num(r['noise'], '.4f')}; {r['evaluations']} evaluations"]
     else:

@@ -125,8 +125,15 @@ def _summary(outcome: Outcome, store: RunStore, run_dir: Path) -> str:
              f"({_pct(c.rejected, c.children)} rejected, {_pct(c.cache_hits, c.children)} cache hits), "
              f"{c.elapsed:.0f} s"]
     if outcome.best_id is not None:
-        lines.append(f"best: {run_dir}#{outcome.best_id}, fitness {_fmt(outcome.best_fitness)}")
-        lines.append(_indent(store.program(outcome.best_id).text))
+        lines.append(f"best on the search tasks: {run_dir}#{outcome.best_id}, fitness {_fmt(outcome.best_fitness)} "
+                     f"(0 = tuned AdamW)")
+    w = store.get("winner")
+    if w:
+        basis = (f"fitness {_fmt(w['funnel_fitness'])} on the funnel's held-out tasks, {_fmt(w['fitness'])} on the "
+                 f"search tasks" if w["basis"] == "funnel" else f"fitness {_fmt(w['fitness'])}")
+        lines.append(f"winner: {run_dir}#{w['id']}, {basis} (0 = tuned AdamW, higher is better)")
+        lines.append(_indent(Path(w["program"]).read_text()))
+        lines.append(f"exported: {w['export']} (program: {w['program']})")
     lines.append(f"inspect: optsearch show {run_dir}")
     return "\n".join(lines)
 
@@ -184,6 +191,12 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
                                            "fitness": _finite(best.fitness), "program": best.text},
         "lineage": lineage,
         "pending": len(store.programs("status = 'pending'")),
+        "funnel": [{"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
+                    "status": row.funnel_status,
+                    "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}}
+                   for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'",
+                                             order="funnel_fitness IS NULL, funnel_fitness DESC, id")[:top]],
+        "winner": store.get("winner"),
     }
 
 
@@ -208,8 +221,19 @@ def _show_text(r: dict, table) -> str:
         rows.append((str(k), f"#{e['id']}", _fmt(e["fitness"]), str(e["statements"]),
                      *(_fmt(e["scores"].get(t)) for t in tasks), e["mutation"] or ""))
     lines += ["", "leaderboard (fitness: 0 = tuned AdamW, higher is better):", table(rows)]
+    if r["funnel"]:
+        tasks = list(r["funnel"][0]["scores"])
+        rows = [("rank", "id", "funnel", "search", *tasks)]
+        for k, e in enumerate(r["funnel"], 1):
+            rows.append((str(k), f"#{e['id']}", _fmt(e["funnel_fitness"]), _fmt(e["fitness"]),
+                         *(_fmt(e["scores"].get(t)) for t in tasks)))
+        lines += ["", "funnel (re-checked on larger and held-out tasks; the winner is chosen here):", table(rows)]
     b = r["best"]
-    lines += ["", f"best: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
+    lines += ["", f"best on the search tasks: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
+    w = r["winner"]
+    if w:
+        lines += ["", f"winner: #{w['id']} (chosen on the {w['basis']} fitness), exported to {w['export']} "
+                      f"(program: {w['program']})"]
     lines += ["", "lineage (newest first):"]
     lines.append(table([("id", "fitness", "eval", "mutation")] + [
         (f"#{x['id']}", _fmt(x["fitness"]) if x["status"] != "cached" else f"{_fmt(x['fitness'])} (cached)",

@@ -62,7 +62,7 @@ def fingerprint(program: Program) -> tuple[str, torch.Tensor]:
     x = _INPUTS
     compiled = compile_program(program)
     w = x.w.clone()
-    state = compiled.init_state(w)
+    state = compiled.init_state(w, x.layout)
     updates = []
     with torch.no_grad():
         for t, g in enumerate(x.g, start=1):

@@ -100,7 +100,9 @@ class Evolution:
         self.counters = Counters()
         self.cache = EquivalenceCache()
         self.population: list[tuple[int, int, float]] = []   # (birth, program id, fitness), oldest first
-        self.inflight: dict[int, int] = {}                    # job id -> program id
+        self.inflight: dict[int, int] = {}                    # job id -> program id (search evaluations)
+        self.funnel_inflight: dict[int, int] = {}             # job id -> program id (funnel re-checks)
+        self._funneled: list[tuple[float, int]] = []          # (search fitness, program id) re-checked
         self._programs: dict[int, Program] = {}
         self._hash_of: dict[int, str | None] = {}
         self._fitness: dict[int, float] = {}
@@ -127,6 +129,8 @@ class Evolution:
             if row.status != "pending":
                 self._fitness[row.id] = row.fitness
                 self._memory[row.id] = self.store.state_per_param(row.id)
+            if row.funnel_status is not None and row.funnel_status != "cancelled":
+                self._funneled.append((row.fitness, row.id))
 
     def _save_state(self) -> None:
         self.counters.elapsed = self.elapsed
@@ -155,9 +159,11 @@ class Evolution:
             self._start()
         for row in self.store.programs("status = 'pending'"):
             self._submit(row.id)
+        for row in self.store.programs("funnel_status = 'pending'"):
+            self._submit_funnel(row.id)
         reason = self._stop_reason()
         last_report = 0.0
-        while reason is None or (reason in ("budget", "seconds") and self.executor.pending()):
+        while reason is None or (reason in ("budget", "seconds", "exhausted") and self.executor.pending()):
             if reason is None:
                 self._fill()
             if self.executor.pending() == 0:
@@ -166,7 +172,9 @@ class Evolution:
                     raise RuntimeError("no population and nothing in flight")  # cannot happen: a bug
                 continue
             result = self.executor.next_result(timeout=1.0)
-            if result is not None:
+            if result is not None and result.job_id in self.funnel_inflight:
+                self._record_funnel(result)
+            elif result is not None:
                 self._record(result)
             if self.progress and (result is not None or time.monotonic() - last_report > 1.0):
                 last_report = time.monotonic()
@@ -297,10 +305,41 @@ class Evolution:
                 self._join(pid, fitness, score)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
+            funnel = self._wants_funnel(pid, fitness)
+            if funnel:
+                self.store.set_funnel(pid, "pending")
+                self._funneled.append((fitness, pid))
             self._maybe_restart()
             finite = [f for _, _, f in self.population if math.isfinite(f)]
             self.store.add_history(c.evaluations, c.best_fitness, statistics.median(finite) if finite else None)
             self._save_state()
+        if funnel:
+            self._submit_funnel(pid)
+
+    # --- funnel selection -----------------------------------------------------------------------------
+
+    def _wants_funnel(self, pid: int, fitness: float) -> bool:
+        """Re-check a program when it reaches the threshold and ranks among the best `top` re-checked."""
+        f = self.settings.funnel
+        if f is None or not math.isfinite(fitness) or fitness < f.threshold:
+            return False
+        if len(self._funneled) < f.top:
+            return True
+        return fitness > sorted(self._funneled, reverse=True)[f.top - 1][0]
+
+    def _submit_funnel(self, program_id: int) -> None:
+        f, e = self.settings.funnel, self.settings.evaluation
+        job = EvalJob(self.store.program(program_id).text, tuple(f.tasks), tuple(range(f.seeds)),
+                      tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
+        self.funnel_inflight[self.executor.submit(job)] = program_id
+
+    def _record_funnel(self, jr: JobResult) -> None:
+        pid = self.funnel_inflight.pop(jr.job_id)
+        r = jr.result
+        with self.store.transaction():
+            for score in r.scores:
+                self.store.add_evaluation(pid, score, jr.worker, purpose="funnel")
+            self.store.set_funnel(pid, r.status, r.fitness if r.status == "ok" else -math.inf)
 
     def _score(self, program: Program, fitness: float, state_per_param: float | None) -> float:
         """What selection compares: fitness less the configured length and memory penalties."""
@@ -343,7 +382,10 @@ class Evolution:
         with self.store.transaction():
             for pid in self.inflight.values():
                 self.store.finish_program(pid, "cancelled", -math.inf, None)
+            for pid in self.funnel_inflight.values():
+                self.store.set_funnel(pid, "cancelled")
         self.inflight.clear()
+        self.funnel_inflight.clear()
 
 
 def _rng_state(saved: list) -> tuple:

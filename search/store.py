@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from optsearch.dsl import OptsearchError
 
 RUN_DB = "run.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -26,7 +26,7 @@ def test_evolve_show_and_export_the_best(cli, config, tmp_path):
     assert r.code == 0, r.err
     assert "stopped: evaluation budget reached; 6 evaluations" in r.out
     assert (run / "run.db").is_file() and "population: 4" in (run / "config.yaml").read_text()
-    best_ref = next(line.split()[1].rstrip(",") for line in r.out.splitlines() if line.startswith("best:"))
+    best_ref = next(line.split()[5].rstrip(",") for line in r.out.splitlines() if line.startswith("best on the"))
 
     shown = cli("show", run, "--top", "3")
     assert shown.code == 0, shown.err
@@ -39,6 +39,10 @@ def test_evolve_show_and_export_the_best(cli, config, tmp_path):
     exported = cli("export", best_ref, "-o", tmp_path / "best.py")
     assert exported.code == 0, exported.err
     assert "class " in (tmp_path / "best.py").read_text()
+    # the run exported its winner itself: the program file checks, the module defines an optimizer
+    assert cli("check", run / "best.py").code == 0
+    assert "torch.optim.Optimizer" in (run / "best_optimizer.py").read_text()
+    assert report["winner"]["program"] == str(run / "best.py")
 
 
 def test_show_plots_fitness_over_evaluations(cli, config, tmp_path):

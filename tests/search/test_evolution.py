@@ -92,3 +92,19 @@ def test_candidates_can_be_evaluated_inside_a_subspace(tmp_path):
     assert outcome.counters.evaluations == 3
     (e, *_) = store.evaluations()
     assert e["status"] == "ok" and e["state_per_param"] < 2.0  # AdamW's two moments, projected
+
+
+def test_the_funnel_rechecks_the_best_programs_on_held_out_tasks(tmp_path):
+    from optsearch.search.settings import FunnelSettings
+    settings = replace(SETTINGS, evaluations=10, funnel=FunnelSettings(("quadratic/small",), 1, -10.0, 2))
+    outcome, store = _run(tmp_path / "r", settings)
+    checked = store.programs("funnel_status IS NOT NULL")
+    assert 2 <= len(checked) < 10 and {r.funnel_status for r in checked} <= {"ok", "diverged", "timeout"}
+    assert checked[0].id == 1  # the warm start is the first to reach the threshold
+    funnel_evals = store.evaluations(purpose="funnel")
+    assert {(e["task"], e["size"]) for e in funnel_evals} == {("quadratic", "small")}
+    assert len(funnel_evals) == len(checked) and outcome.counters.evaluations == 10  # not part of the budget
+    # each re-checked program was among the two best search fitnesses when it finished
+    for r in checked[2:]:
+        earlier = [p.fitness for p in store.programs("eval_index < ? AND funnel_status IS NOT NULL", (r.eval_index,))]
+        assert r.fitness > sorted(earlier, reverse=True)[1]

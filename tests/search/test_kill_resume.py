@@ -79,6 +79,6 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
     out_ref, err_ref = reference.communicate(timeout=300)
     assert reference.returncode == 0, err_ref
     assert _all(db) == _all(whole / "run.db")                 # the same programs, lineage and fitness
-    best = [line for line in out.splitlines() if line.startswith("best:")]
+    best = [line for line in out.splitlines() if line.startswith("winner:")]
     assert best and best[0].replace(str(killed), "RUN") == \
-        [line for line in out_ref.splitlines() if line.startswith("best:")][0].replace(str(whole), "RUN")
+        [line for line in out_ref.splitlines() if line.startswith("winner:")][0].replace(str(whole), "RUN")
