@@ -67,24 +67,8 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
               "            with torch.enable_grad():",
               "                loss = closure()",
               "        for group in self.param_groups:"]
-    state_lists = [cg.state_list(s) for s in cg.state]
-    lists = ["params", "grads"] + state_lists + ["steps"]
-    lines += [f"            {', '.join(lists)} = {', '.join(['[]'] * len(lists))}",
-              '            for p in group["params"]:',
-              "                if p.grad is None:",
-              "                    continue",
-              "                if p.grad.is_sparse:",
-              f'                    raise RuntimeError("{cls} does not support sparse gradients")',
-              "                state = self.state[p]",
-              "                if not state:",
-              '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
-    zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # by the state's type
-             "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
-    kinds = dict(zip(cg.program.state, cg.a.state_types))
-    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
-    lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
-    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
-    lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
+    state_lists, collect = collect_lines(cg, cls)
+    lines += collect
     kwargs = ['lr=float(group["lr"])']
     for h in hyper:
         if h.arg == "betas":
@@ -138,3 +122,29 @@ def _docstring(cg: Codegen) -> list[str]:
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
                    "group share one CPU or CUDA device and dtype.")
     return out
+
+
+def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
+    """The names of the per-state lists and the lines, inside `for group in self.param_groups:`,
+    that gather each parameter with a gradient, its state (created on the first step, shaped by the
+    state's type) and its step count into lists; shared by every exported class."""
+    lines: list[str] = []
+    state_lists = [cg.state_list(s) for s in cg.state]
+    lists = ["params", "grads"] + state_lists + ["steps"]
+    lines += [f"            {', '.join(lists)} = {', '.join(['[]'] * len(lists))}",
+              '            for p in group["params"]:',
+              "                if p.grad is None:",
+              "                    continue",
+              "                if p.grad.is_sparse:",
+              f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+              "                state = self.state[p]",
+              "                if not state:",
+              '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
+    zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # by the state's type
+             "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
+    kinds = dict(zip(cg.program.state, cg.a.state_types))
+    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
+    lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
+    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
+    lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
+    return state_lists, lines

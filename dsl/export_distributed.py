@@ -26,6 +26,7 @@ from torch import Tensor
 from optsearch.dsl.analysis import Analysis, check
 from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import check_class_name, class_name_for, export_parts
+from optsearch.dsl.export_class import collect_lines
 from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens, wrap
 from optsearch.dsl.export_foreach import write_multi_tensor
 from optsearch.dsl.export_names import Constants, name_constants
@@ -262,24 +263,8 @@ def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, ba
               "                loss = closure()",
               "        signs, work = [], []",
               "        for group in self.param_groups:"]
-    state_lists = [cg.state_list(s) for s in cg.state]
-    lists = ["params", "grads"] + state_lists + ["steps"]
-    lines += [f"            {', '.join(lists)} = {', '.join(['[]'] * len(lists))}",
-              '            for p in group["params"]:',
-              "                if p.grad is None:",
-              "                    continue",
-              "                if p.grad.is_sparse:",
-              f'                    raise RuntimeError("{cls} does not support sparse gradients")',
-              "                state = self.state[p]",
-              "                if not state:",
-              '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']
-    zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # as the base class does
-             "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
-    kinds = dict(zip(cg.program.state, cg.a.state_types))
-    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
-    lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
-    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
-    lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
+    state_lists, collect = collect_lines(cg, cls)
+    lines += collect
 
     def kwargs(hypers) -> tuple[list[str], list[str]]:
         unpack, kw = [], ['lr=float(group["lr"])']

@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
+
 from optsearch.dsl import Program, ProgramError, parse_program
 from optsearch.dsl.subspace import subspace_from_options, subspace_program
 from optsearch.evaluators.evaluate import EvalResult, evaluate
@@ -64,7 +66,10 @@ def run_job(job: EvalJob) -> EvalResult:
             step = subspace_program(program, subspace_from_options(rank, projection, update_every, lr))
         except ProgramError as e:
             return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
-    return evaluate(step, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, job.device)
+    device = job.device
+    if device == "auto":  # where the job runs decides: a worker that owns a GPU share uses it
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return evaluate(step, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, device)
 
 
 class InlineExecutor:
