@@ -60,7 +60,9 @@ def make_executor(settings: ExecutorSettings) -> Executor:
         torch.set_num_threads(settings.threads_per_worker)  # as a Ray worker would: small models, busy cores
         return InlineExecutor()
     from optsearch.evaluators.ray_executor import RayExecutor  # ray is imported only when used
-    workers = settings.workers or (os.cpu_count() or 1)
+    # A local instance gets one worker per core here; on a cluster (--address) the executor sizes
+    # the pool from the cluster's CPUs (and GPUs) unless the config names a number.
+    workers = settings.workers or (None if settings.address else os.cpu_count() or 1)
     return RayExecutor(workers=workers, address=settings.address, gpus_per_worker=settings.gpus_per_worker,
                        threads_per_worker=settings.threads_per_worker, max_retries=settings.max_retries,
                        eval_timeout=settings.eval_timeout)
