@@ -23,6 +23,9 @@ torch.set_num_threads(1)
 # Read by Ray when it is imported: every Ray address this process makes is loopback, so the
 # simulated cluster never binds or dials the machine's network address.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray workers run at nice 15 by default and starve beside any busy process; the executor sets
+# this too for the instances it starts, the fixtures here start their own.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 LOOPBACK = "127.0.0.1"

@@ -253,7 +253,7 @@ def test_workers_that_cannot_start_are_a_user_error_not_a_hang(ray_local):
 
 
 @pytest.mark.slow
-def test_an_executor_that_started_ray_shuts_it_down():
+def test_an_executor_that_started_ray_runs_workers_at_normal_priority_and_shuts_ray_down():
     # In a fresh process with its own Ray temp dir: start Ray on demand, evaluate, close; count the
     # processes whose command line names that dir while it runs and after.
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
@@ -265,7 +265,10 @@ def test_an_executor_that_started_ray_shuts_it_down():
         "from optsearch.evaluators import EvalJob\n"
         "ex = RayExecutor(workers=1)\n"
         "ex.submit(EvalJob(%r, seeds=(0,), lr_multipliers=(1.0,)))\n"
-        "print(ex.next_result(timeout=60).result.status, len(ray_processes(%r)))\n"
+        "r = ex.next_result(timeout=60)\n"
+        "import os\n"
+        "nice = os.getpriority(os.PRIO_PROCESS, int(r.worker.rsplit('pid', 1)[1]))\n"
+        "print(r.result.status, len(ray_processes(%r)), nice)\n"
         "ex.close()\n"
         "print(ray.is_initialized())\n"
     ) % (os.path.dirname(__file__), zoo_path("signsgd").read_text(), ray_tmp)
@@ -276,8 +279,9 @@ def test_an_executor_that_started_ray_shuts_it_down():
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    (status, running), (initialized,) = (line.split() for line in out.stdout.splitlines()[-2:])
+    (status, running, nice), (initialized,) = (line.split() for line in out.stdout.splitlines()[-2:])
     assert status == "ok" and int(running) >= 3  # at least the GCS, the raylet and a worker
+    assert nice == "0"  # not Ray's default nice 15: evaluations are the work, not background chores
     assert initialized == "False"
     assert not left, f"Ray processes left behind: {left}"
 
