@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
     progress = None if quiet else _ProgressLine()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a scheduler's stop: shut down as on Ctrl-C
     verb = "resuming" if resume else "starting"
     print(f"{verb} run {run_dir} ({config.executor.kind} executor): tasks {', '.join(config.search.evaluation.tasks)}, "
           f"population {config.search.population}, budget {_budget(config)}", flush=True)
@@ -74,6 +76,10 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
     with store:
         print(_summary(outcome, store, run_dir))
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _budget(config) -> str:

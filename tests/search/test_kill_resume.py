@@ -82,3 +82,28 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
     best = [line for line in out.splitlines() if line.startswith("winner:")]
     assert best and best[0].replace(str(killed), "RUN") == \
         [line for line in out_ref.splitlines() if line.startswith("winner:")][0].replace(str(whole), "RUN")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
+    config = tmp_path / "killed.yaml"
+    config.write_text(CONFIG)
+    run = tmp_path / "run"
+    proc = _optsearch("evolve", str(config), "--run-dir", str(run))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((run / "run.db").exists() and _has_results(run / "run.db")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"Continue with `optsearch resume {run}`" in err
+    resumed = _optsearch("resume", str(run))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "40 evaluations" in out, err
+
+
+def _has_results(db) -> bool:
+    try:
+        return len(_finished(db)[0]) >= 3
+    except sqlite3.OperationalError:
+        return False
