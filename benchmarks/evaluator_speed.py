@@ -48,6 +48,7 @@ from optsearch.dsl import compile_program
 from optsearch.evaluators.train import train
 from optsearch.proxy_tasks import Task, get_task
 from optsearch.proxy_tasks.adamw import train_adamw
+from machine_info import loadavg, machine  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).parent / "results" / "evaluator_speed.json"
 TARGETS = {"overhead_ratio_max": 1.1, "per_copy_ratio_max": {"cpu": 1.0, "cuda": 0.35}, "matmul_fraction_min": 0.5}
@@ -226,28 +227,6 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, b8_reps: int,
     }
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or None}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["processor"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
@@ -276,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    started, load_before = time.perf_counter(), _loadavg()
+    started, load_before = time.perf_counter(), loadavg()
     rows = [bench_task(t, args.size, steps, reps, b8_reps, device, args.batching, log) for t in args.tasks]
     sizes = sorted({r["model_matmul_n"] for r in rows} | {1024})
     matmul = {n: matmul_flops_per_s(n, device) for n in sizes}
@@ -301,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "statistic": "wall seconds of whole evaluations; ratios are medians over rounds of within-round ratios",
         "matmul_flop_s": {str(n): round(v) for n, v in matmul.items()},
         "tasks": rows, "seconds": round(time.perf_counter() - started, 1),
-        "load_average_1min": {"before": load_before, "after": _loadavg()},   # other work on a shared machine
+        "load_average_1min": {"before": load_before, "after": loadavg()},   # other work on a shared machine
     }
     if not args.no_write:
         previous = {}

@@ -38,6 +38,7 @@ import torch
 from optsearch.discovered import zoo_names, zoo_path
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, EvalJob, InlineExecutor
 from optsearch.evaluators.ray_executor import RayExecutor
+from machine_info import loadavg, machine  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).parent / "results" / "ray_speed.json"
 TARGETS = {"scaling_min": 1.7, "overhead_max": 1.15}
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read at import: keep Ray on loopback
     import ray
 
-    started, load_before = time.perf_counter(), _loadavg()
+    started, load_before = time.perf_counter(), loadavg()
     parallelism = [machine_parallelism()]
     t = time.perf_counter()
     ray.init(num_cpus=3, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup_s": {"ray_init": round(ray_start, 2), **{k: round(v, 2) for k, v in warmup_s.items()}},
         "rounds": [{k: round(v, 2) for k, v in r.items()} for r in rounds],
         "seconds": round(time.perf_counter() - started, 1),
-        "load_average_1min": {"before": load_before, "after": _loadavg()},  # other work on a shared machine
+        "load_average_1min": {"before": load_before, "after": loadavg()},  # other work on a shared machine
         # 2 processes' throughput over 1's, before and after: the ceiling for `scaling` at the time
         "machine_parallelism": {"before": round(parallelism[0], 2), "after": round(parallelism[1], 2)},
     }
@@ -198,26 +199,6 @@ def report(run: dict) -> None:
     print(f"machine: load average {run['load_average_1min']}; 2 processes do "
           f"{run['machine_parallelism']['before']:.2f}x / {run['machine_parallelism']['after']:.2f}x the work of "
           "1 (before / after; 2.0 on two idle cores): the ceiling for scaling on this machine at the time")
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or None}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["processor"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
 
 
 if __name__ == "__main__":
