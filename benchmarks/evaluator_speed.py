@@ -30,8 +30,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
-import os
 import platform
 import statistics
 import sys
