@@ -206,7 +206,7 @@ def canonicalize(program: Program, analysis: Analysis | None = None) -> Program:
     """
     a = analysis or check(program)
     state_names = {s: f"s{k + 1}" for k, s in enumerate(a.live_state)}
-    params = ("w", "g", "lr") + (("step",) if _uses_step(program, a) else ()) + tuple(state_names.values())
+    params = ("w", "g", "lr") + (("step",) if reads_input(program, a, "step") else ()) + tuple(state_names.values())
 
     digest: dict[Source, str] = {}
 
@@ -255,8 +255,11 @@ def _const_key(c: Operand) -> str:
     return f"c:{float(c.value)!r}"  # type: ignore[union-attr]
 
 
-def _uses_step(program: Program, a: Analysis) -> bool:
-    return any(r == "step" for i in a.live for r in a.reads[i])
+def reads_input(program: Program, a: Analysis, name: str) -> bool:
+    """Whether the update depends on input `name` (`g`, `step`, ...), now or through state carried
+    to later steps (a live state may also be set to the input itself: `return u, g`)."""
+    carried = [a.outputs[1 + program.state.index(s)] for s in a.live_state]
+    return name == a.outputs[0] or name in carried or any(r == name for i in a.live for r in a.reads[i])
 
 
 def structural_hash(program: Program) -> str:

@@ -69,14 +69,8 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
               "        for group in self.param_groups:"]
     state_lists, collect = collect_lines(cg, cls)
     lines += collect
-    kwargs = ['lr=float(group["lr"])']
-    for h in hyper:
-        if h.arg == "betas":
-            lines.append(f'            {", ".join(h.code_names)} = group["betas"]')
-            kwargs += [f"{n}={n}" for n in h.code_names]
-        else:
-            kwargs.append(f'{h.arg}=group["{h.arg}"]')
-    kwargs.append('maximize=group["maximize"]')
+    unpack, kwargs = group_kwargs(hyper)
+    lines += unpack
     call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
     lines += ['            foreach = group["foreach"]',
               "            if foreach is None:",
@@ -122,6 +116,19 @@ def _docstring(cg: Codegen) -> list[str]:
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
                    "group share one CPU or CUDA device and dtype.")
     return out
+
+
+def group_kwargs(hyper) -> tuple[list[str], list[str]]:
+    """Inside the param-group loop: the lines unpacking `betas`, and the keyword arguments that pass
+    the group's lr, hyperparameters and `maximize` on to the step function."""
+    unpack, kwargs = [], ['lr=float(group["lr"])']
+    for h in hyper:
+        if h.arg == "betas":
+            unpack.append(f'            {", ".join(h.code_names)} = group["betas"]')
+            kwargs += [f"{n}={n}" for n in h.code_names]
+        else:
+            kwargs.append(f'{h.arg}=group["{h.arg}"]')
+    return unpack, kwargs + ['maximize=group["maximize"]']
 
 
 def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:

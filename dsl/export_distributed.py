@@ -26,11 +26,11 @@ from torch import Tensor
 from optsearch.dsl.analysis import Analysis, check
 from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import check_class_name, class_name_for, export_parts
-from optsearch.dsl.export_class import collect_lines
+from optsearch.dsl.export_class import collect_lines, group_kwargs
 from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens, wrap
 from optsearch.dsl.export_foreach import write_multi_tensor
 from optsearch.dsl.export_names import Constants, name_constants
-from optsearch.dsl.export_plain import write_single_tensor
+from optsearch.dsl.export_plain import number_values, write_single_tensor
 from optsearch.dsl.ir import INPUTS, Program, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement
@@ -200,11 +200,7 @@ def _apply_codegen(cg: Codegen, split: SignSplit) -> Codegen:
 def _write_local(cg: Codegen, split: SignSplit, fn: str) -> list[str]:
     """`def fn(...)`: this worker's signs and new state, one parameter tensor at a time."""
     body, a = cg.program.body, cg.a
-    number: dict[object, bool] = {"w": False, "g": False, "lr": True, "step": False}
-    number.update({s: False for s in cg.program.state})
-    for i in split.local:
-        number[i] = OPS[body[i].op].kind == "elementwise" and all(
-            number[r] if r is not None else True for r in a.reads[i])
+    number = number_values(cg, split.local)
     finals = {s: f for s, f in cg.finals.items() if f != s}
     reads = {r for i in split.local for r in a.reads[i] if isinstance(r, str)}
     reads |= {f for f in finals.values() if isinstance(f, str) and f != "w"}
@@ -266,17 +262,7 @@ def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, ba
     state_lists, collect = collect_lines(cg, cls)
     lines += collect
 
-    def kwargs(hypers) -> tuple[list[str], list[str]]:
-        unpack, kw = [], ['lr=float(group["lr"])']
-        for h in hypers:
-            if h.arg == "betas":
-                unpack.append(f'            {", ".join(h.code_names)} = group["betas"]')
-                kw += [f"{n}={n}" for n in h.code_names]
-            else:
-                kw.append(f'{h.arg}=group["{h.arg}"]')
-        return unpack, kw + ['maximize=group["maximize"]']
-
-    unpack, kw = kwargs(hyper)
+    unpack, kw = group_kwargs(hyper)
     call = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
     lines += [*unpack, *wrap(f"            signs += {local_fn}(", call + kw, ")"),
               "            work.append((group, params, grads, steps))",
@@ -285,7 +271,7 @@ def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, ba
               "        votes, self.bytes_sent = _vote(signs, self.vote, self.process_group)",
               "        for group, params, grads, steps in work:"]
     vote_list = apply_cg.state_list(apply_cg.program.state[0])
-    unpack, kw = kwargs(apply_cg.constants.hyper)
+    unpack, kw = group_kwargs(apply_cg.constants.hyper)
     call = ["params", "grads", vote_list] + (["steps"] if apply_cg.uses_step else [])
     lines += [f"            {vote_list}, votes = votes[:len(params)], votes[len(params):]", *unpack,
               '            foreach = group["foreach"]',

@@ -8,14 +8,22 @@ from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
 
-def write_single_tensor(cg: Codegen, fn: str) -> list[str]:
-    """The lines of `def fn(...)`, the plain path."""
+def number_values(cg: Codegen, statements) -> dict[object, bool]:
+    """Which values are plain Python numbers in the per-tensor code (lr, and elementwise results
+    over numbers only), so their expressions may use number forms; `statements` in program order."""
     body, a = cg.program.body, cg.a
     number: dict[object, bool] = {"w": False, "g": False, "lr": True, "step": False}
     number.update({s: False for s in cg.program.state})
-    for i in cg.live:
+    for i in statements:
         number[i] = OPS[body[i].op].kind == "elementwise" and all(
             number[r] if r is not None else True for r in a.reads[i])
+    return number
+
+
+def write_single_tensor(cg: Codegen, fn: str) -> list[str]:
+    """The lines of `def fn(...)`, the plain path."""
+    body, a = cg.program.body, cg.a
+    number = number_values(cg, cg.live)
 
     # A global op needs its argument for every tensor first: it splits the loop into stages.
     # Values crossing stages are kept in lists (`x_all`); global values live outside the loops

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +28,7 @@ from optsearch.dsl.export_subspace import export_subspace, subspace_class_name
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate
+from optsearch.files import write_atomically
 from optsearch.programs import program_source, resolve_program
 from optsearch.proxy_tasks import SIZES, TASKS, Task
 from optsearch.proxy_tasks.references import REFERENCES_PATH, save_reference
@@ -179,7 +179,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         source = export_program(program, args.class_name)  # checks the class name
     path = Path(args.output)
-    _write_atomically(path, source)
+    write_atomically(path, source)
     class_name = args.class_name or (distributed_class_name(program) if args.distributed else
                                      _first_class_name(source) if subspace is None else subspace_class_name(program))
     print(f"wrote {path} (class {class_name}, needs only torch)")
@@ -239,7 +239,7 @@ def cmd_simplify(args: argparse.Namespace) -> None:
     source = program_source(args.program)
     if args.output:
         header = "# simplified by `optsearch simplify` from " + " ".join(source.splitlines()) + "\n"
-        _write_atomically(Path(args.output), header + print_program(r.after))
+        write_atomically(Path(args.output), header + print_program(r.after))
     report = {"source": source, "before": print_program(r.before), "after": print_program(r.after),
               "statements_before": len(r.before.body), "statements_after": len(r.after.body),
               "static_steps": r.static_steps, "removed": r.removed, "rounded": r.rounded,
@@ -350,33 +350,6 @@ def _zoo_description(name: str) -> str:
             doc = ast.get_docstring(node) or ""
             return doc.strip().splitlines()[0] if doc.strip() else ""
     return ""
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and a rename: never a half-written file."""
-    if path.is_dir():
-        raise OptsearchError(f"{path} is a directory; -o takes the .py file to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise OptsearchError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # what a plain open() would have given
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OptsearchError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _add_device_options(p: argparse.ArgumentParser) -> None:

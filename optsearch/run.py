@@ -7,6 +7,7 @@ may: that is how a finished run is extended, or moved onto a cluster).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
 from optsearch.dsl import OptsearchError, Program
 from optsearch.evaluators import Executor, InlineExecutor
+from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.store import RUN_DB, RunStore
@@ -32,7 +34,7 @@ def open_store(config: RunConfig, run_dir: Path, resume: bool) -> RunStore:
     """The run's store: a new one, or (with `resume`) the existing one after a config check."""
     if not resume:
         store = RunStore.create(run_dir, config.raw)
-        (run_dir / "config.yaml").write_text(dump_config(config))
+        write_atomically(run_dir / "config.yaml", dump_config(config))
         return store
     if not (run_dir / RUN_DB).is_file():
         raise OptsearchError(f"--resume: no run store at {run_dir} (start it without --resume)")
@@ -149,24 +151,17 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
               + f" (0 = tuned AdamW); chosen on the {basis} fitness.\n"
               + (f"# Simplified exactly ({len(steps)} rewrites) from {run_dir}#{pid}.\n" if steps else ""))
     best_py, best_opt = run_dir / "best.py", run_dir / "best_optimizer.py"
-    _write(best_py, header + print_program(simplified))
-    _write(best_opt, export_program(simplified))
+    write_atomically(best_py, header + print_program(simplified))
+    write_atomically(best_opt, export_program(simplified))
     info = {"id": pid, "basis": basis, "fitness": row.fitness, "funnel_fitness": row.funnel_fitness,
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
-    store.set("winner", {k: (v if not isinstance(v, float) or v == v and abs(v) != float("inf") else None)
-                         for k, v in info.items()})
+    store.set("winner", {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in info.items()})
     return info
 
 
 def _identifier(name: str) -> str:
     clean = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
     return clean if clean.isidentifier() else f"program_{clean}"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 __all__ = ["choose_winner", "evolve", "finalize", "make_executor", "open_store", "run_dir_for", "stored_config",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from optsearch.dsl import OPS, FlatReducer, Layout, Program, ProgramError, check, compile_program, structural_hash
+from optsearch.dsl.analysis import reads_input
 
 FINGERPRINT_SHAPES = (torch.Size([6]), torch.Size([4, 5]))
 FINGERPRINT_LRS = (1e-2, 3e-3)
@@ -86,7 +87,7 @@ def screen(program: Program, max_statements: int | None = None) -> Screen:
         return Screen(False, f"invalid: {e}")
     if max_statements is not None and len(a.live) > max_statements:
         return Screen(False, f"too long: {len(a.live)} live statements > {max_statements}")
-    if not _reads_gradient(program, a):
+    if not reads_input(program, a, "g"):
         return Screen(False, "ignores the gradient")
     h = structural_hash(program)
     try:
@@ -98,23 +99,6 @@ def screen(program: Program, max_statements: int | None = None) -> Screen:
     if not bool((u != 0).any()):
         return Screen(False, "zero update on the fingerprint inputs", h, fp)
     return Screen(True, None, h, fp)
-
-
-def _reads_gradient(program: Program, a) -> bool:
-    state = program.state
-    work, seen = [a.outputs[0]], set()
-    while work:
-        src = work.pop()
-        if src in seen:
-            continue
-        seen.add(src)
-        if src == "g":
-            return True
-        if isinstance(src, int):
-            work.extend(r for r in a.reads[src] if r is not None)
-        elif src in state:
-            work.append(a.outputs[1 + state.index(src)])
-    return False
 
 
 class EquivalenceCache:

@@ -60,6 +60,11 @@ def test_screen_rejects_children_nobody_should_train(body, params, reason):
     assert not s.ok and reason in s.reason
 
 
+def test_a_gradient_carried_only_through_state_counts_as_read():
+    delayed = _p("u = m * lr\nreturn u, g", "w, g, lr, m")  # last step's gradient: still reads g
+    assert screen(delayed).ok
+
+
 def test_screen_accepts_the_zoo():
     from optsearch.discovered import zoo_names
     for name in zoo_names():  # factored (row/col) state included
