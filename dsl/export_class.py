@@ -59,13 +59,7 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
               "        for group in self.param_groups:",
               '            group.setdefault("maximize", False)',
               '            group.setdefault("foreach", None)', "",
-              "    @torch.no_grad()",
-              "    def step(self, closure=None):",
-              '        """Perform one optimization step; `closure` re-evaluates the model and returns the loss."""',
-              "        loss = None",
-              "        if closure is not None:",
-              "            with torch.enable_grad():",
-              "                loss = closure()",
+              *step_header(),
               "        for group in self.param_groups:"]
     state_lists, collect = collect_lines(cg, cls)
     lines += collect
@@ -116,6 +110,16 @@ def _docstring(cg: Codegen) -> list[str]:
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
                    "group share one CPU or CUDA device and dtype.")
     return out
+
+
+STEP_DOC = "Perform one optimization step; `closure` re-evaluates the model and returns the loss."
+
+
+def step_header(doc: str = STEP_DOC) -> list[str]:
+    """The lines opening `step(closure)`, up to the closure's loss: shared by every exported class."""
+    return ["    @torch.no_grad()", "    def step(self, closure=None):", f'        """{doc}"""',
+            "        loss = None", "        if closure is not None:", "            with torch.enable_grad():",
+            "                loss = closure()"]
 
 
 def group_kwargs(hyper) -> tuple[list[str], list[str]]:

@@ -26,7 +26,7 @@ from torch import Tensor
 from optsearch.dsl.analysis import Analysis, check
 from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import check_class_name, class_name_for, export_parts
-from optsearch.dsl.export_class import collect_lines, group_kwargs
+from optsearch.dsl.export_class import collect_lines, group_kwargs, step_header
 from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens, wrap
 from optsearch.dsl.export_foreach import write_multi_tensor
 from optsearch.dsl.export_names import Constants, name_constants
@@ -250,13 +250,8 @@ def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, ba
               "        self.vote = vote",
               "        self.process_group = process_group",
               "        self.bytes_sent = 0", "",
-              "    @torch.no_grad()",
-              "    def step(self, closure=None):",
-              '        """One step, taken by all workers together; `closure` re-evaluates the model, returns the loss."""',
-              "        loss = None",
-              "        if closure is not None:",
-              "            with torch.enable_grad():",
-              "                loss = closure()",
+              *step_header("One step, taken by all workers together; `closure` re-evaluates the model, "
+                           "returns the loss."),
               "        signs, work = [], []",
               "        for group in self.param_groups:"]
     state_lists, collect = collect_lines(cg, cls)

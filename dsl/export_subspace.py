@@ -17,7 +17,7 @@ import keyword
 from optsearch.dsl.analysis import check
 from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import _FOREACH_DEFAULT, _HELPERS, class_name_for
-from optsearch.dsl.export_class import DEFAULT_LR, class_source
+from optsearch.dsl.export_class import DEFAULT_LR, class_source, step_header
 from optsearch.dsl.export_codegen import Codegen, wrap
 from optsearch.dsl.export_foreach import write_multi_tensor
 from optsearch.dsl.export_names import name_constants
@@ -194,13 +194,7 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
              '                state["P_exp_avg_sq"] = torch.zeros_like(state["P"])',
              "        return state",
              "",
-             "    @torch.no_grad()",
-             "    def step(self, closure=None):",
-             '        """Perform one optimization step; `closure` re-evaluates the model and returns the loss."""',
-             "        loss = None",
-             "        if closure is not None:",
-             "            with torch.enable_grad():",
-             "                loss = closure()",
+             *step_header(),
              "        for group in self.param_groups:",
              f"            {', '.join(['params', 'grads'] + state_lists + ['steps', 'low'])} = "
              f"{', '.join(['[]'] * (len(state_lists) + 4))}",
