@@ -54,6 +54,8 @@ class Op:
     list; the same call with `_` appended to the function name must overwrite `{0}` in place.
     Other arguments must be lists too, except at the `foreach_scalars` positions, which also
     take a number, a list of numbers or a list of 0-d tensors (one per tensor).
+    `coefficient_args` are the positions that usually hold a constant (an interpolation weight,
+    a beta): a search's mutations fill them with constants (search/mutate.py).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Op:
     number_args: tuple[int, ...] = ()
     foreach: str | None = None
     foreach_scalars: tuple[int, ...] = ()
+    coefficient_args: tuple[int, ...] = ()
     result: str | None = None  # the result type of a `factor` op ("row" or "col"); see the end of the file
 
     @property
@@ -159,10 +162,11 @@ _ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min
 _ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y", number_args=(0, 1),
     foreach="torch._foreach_pow({0}, {1})", foreach_scalars=(1,))
 _ew("interp", "x y a", torch.lerp,
-    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,),
+    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,), coefficient_args=(2,),
     foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,))
 _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
-    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1,))
+    "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1,),
+    coefficient_args=(1,))
 _ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
     "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
 

@@ -106,6 +106,12 @@ def _float(lo: float | None = None, hi: float | None = None, optional: bool = Fa
     return check
 
 
+def _bool(v, where: _Where) -> bool:
+    if not isinstance(v, bool):
+        raise where.fail(f"must be true or false, got {_show(v)}")
+    return v
+
+
 def _str(choices: tuple[str, ...] | None = None, optional: bool = False) -> Callable:
     def check(v, where: _Where):
         if v is None and optional:
@@ -234,8 +240,10 @@ def _section(v, where: _Where, schema: dict[str, tuple[Callable, Any]]) -> dict:
 
 _SEARCH = {
     "population": (_int(2), 64), "tournament": (_int(1), 8), "max_statements": (_int(1), 24),
-    "restart_after": (_int(1, optional=True), None), "mutations": (_mutations, dict(DEFAULT_MUTATION_WEIGHTS)),
+    "restart_after": (_int(1, optional=True), None), "restart_min_gain": (_float(0), 0.0),
+    "restart_from": (_str(("best", "warm_start")), "best"), "mutations": (_mutations, dict(DEFAULT_MUTATION_WEIGHTS)),
     "ops": (_ops, None), "length_penalty": (_float(0), 0.0), "memory_penalty": (_float(0), 0.0),
+    "simplify_children": (_bool, True),
 }
 _EVALUATION = {
     "tasks": (_tasks, ("imitate/small",)), "seeds": (_int(1), 1),
@@ -279,9 +287,11 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
         raise (where / "budget").fail("needs a limit: evaluations, seconds, stop_fitness or target")
     settings = SearchSettings(
         seed=top["seed"], warm_start=top["warm_start"], population=s["population"], tournament=s["tournament"],
-        max_statements=s["max_statements"], restart_after=s["restart_after"], mutation_weights=s["mutations"],
+        max_statements=s["max_statements"], restart_after=s["restart_after"],
+        restart_min_gain=s["restart_min_gain"], restart_from=s["restart_from"], mutation_weights=s["mutations"],
         ops=s["ops"], length_penalty=s["length_penalty"], memory_penalty=s["memory_penalty"],
-        evaluations=b["evaluations"], seconds=b["seconds"], stop_fitness=b["stop_fitness"], target=b["target"],
+        simplify_children=s["simplify_children"], evaluations=b["evaluations"], seconds=b["seconds"],
+        stop_fitness=b["stop_fitness"], target=b["target"],
         evaluation=EvaluationSettings(tasks=e["tasks"], seeds=e["seeds"], lr_multipliers=e["lr_multipliers"],
                                       time_limit=e["time_limit"], device=e["device"], subspace=e["subspace"]),
         funnel=None if f is None else FunnelSettings(tuple(f["tasks"]), f["seeds"], f["threshold"], f["top"]))

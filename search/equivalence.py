@@ -101,6 +101,21 @@ def screen(program: Program, max_statements: int | None = None) -> Screen:
     return Screen(True, None, h, fp)
 
 
+def screen_child(program: Program, max_statements: int | None = None,
+                 simplify: bool = True) -> tuple[Program, Screen]:
+    """A search child as it will be stored and scored: with `simplify`, rewritten by the exact rules
+    of `simplify_static` first (dead code and state gone, `sign(x / positive)` = `sign(x)`, constants
+    folded, ...), so that bloat never costs an evaluation and the program that is hashed, cached,
+    evaluated and compared with a target is the shortest form of its behaviour; then `screen`ed."""
+    if simplify:
+        from optsearch.search.simplify import simplify_static  # simplify imports the evaluators
+        try:
+            program = simplify_static(program)[0]
+        except ProgramError:
+            pass  # invalid: `screen` says why
+    return program, screen(program, max_statements)
+
+
 class EquivalenceCache:
     """Maps canonical hashes and fingerprints to the program whose evaluation they can reuse."""
 

@@ -26,11 +26,12 @@ from typing import Callable
 from optsearch.dsl import Program, canonicalize, check, parse_program, print_program
 from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.fitness import memory_penalized
-from optsearch.search.equivalence import EquivalenceCache, matches, screen
+from optsearch.search.equivalence import EquivalenceCache, matches, screen, screen_child
 from optsearch.search.mutate import mutate
 from optsearch.search.settings import SearchSettings
 from optsearch.search.store import RunStore
 
+WARM_START_ID = 1      # the warm start is the run's first program
 MAX_CHAIN = 8          # mutations applied to one child at most while it stays equivalent to its parent
 MAX_IDLE_CHILDREN = 20_000  # children in a row without a new evaluation: the neighbourhood is exhausted
 
@@ -50,7 +51,8 @@ class Counters:
     restarts: int = 0
     best_id: int | None = None
     best_fitness: float = -math.inf
-    last_improvement: int = 0    # evaluation index of the last improvement of the best
+    last_improvement: int = 0    # evaluation index of the last improvement (by restart_min_gain) since a restart
+    stall_mark: float | None = None  # the best fitness since the last restart, as of that improvement
     elapsed: float = 0.0         # seconds spent searching, over every session of the run
     found_target: int | None = None   # program id that matched the target
     found_at: int | None = None       # ... after this many evaluations
@@ -233,7 +235,7 @@ class Evolution:
                 continue
             child, name = drawn
             names.append(name)
-            s = screen(child, self.settings.max_statements)
+            child, s = screen_child(child, self.settings.max_statements, self.settings.simplify_children)
             if not s.ok:
                 c.children += 1
                 c.rejected += 1
@@ -298,7 +300,7 @@ class Evolution:
             self._fitness[pid] = fitness
             self._memory[pid] = r.state_per_param
             score = self._score(self.program(pid), fitness, r.state_per_param)
-            if not self.population and pid == 1:      # the warm start: the population is its copies
+            if not self.population and pid == WARM_START_ID:      # the warm start: the population is its copies
                 for _ in range(self.settings.population):
                     self._join(pid, fitness, score)
             else:
@@ -357,7 +359,9 @@ class Evolution:
         self.store.push_population(c.births, pid, score, self.settings.population)
         del self.population[:max(0, len(self.population) - self.settings.population)]
         if fitness > c.best_fitness:
-            c.best_id, c.best_fitness, c.last_improvement = pid, fitness, c.evaluations
+            c.best_id, c.best_fitness = pid, fitness
+        if c.stall_mark is None or fitness > c.stall_mark + self.settings.restart_min_gain:
+            c.last_improvement, c.stall_mark = c.evaluations, fitness
 
     def _maybe_restart(self) -> None:
         c, after = self.counters, self.settings.restart_after
@@ -367,11 +371,18 @@ class Evolution:
         c.last_improvement = c.evaluations
         self.store.clear_population()
         self.population.clear()
-        score = self._score(self.program(c.best_id), c.best_fitness, self._memory.get(c.best_id))
+        # From the warm start, a fresh lineage: the cache keeps what was evaluated, so retracing
+        # the first steps is free, and the best so far stays the run's best.
+        start = WARM_START_ID if self.settings.restart_from == "warm_start" else c.best_id
+        fitness = self._fitness[start]
+        score = self._score(self.program(start), fitness, self._memory.get(start))
+        c.stall_mark = None
         for _ in range(self.settings.population):
-            self._join(c.best_id, c.best_fitness, score)
-        self.store.add_event("restart", f"no improvement in {after} evaluations: population restarted "
-                                        f"from #{c.best_id} (fitness {c.best_fitness:+.4f})", c.evaluations)
+            self._join(start, fitness, score)
+        gain = f" by {self.settings.restart_min_gain:g}" if self.settings.restart_min_gain else ""
+        self.store.add_event("restart", f"best not improved{gain} in {after} evaluations: population restarted "
+                                        f"from #{start} (fitness {fitness:+.4f}); best so far #{c.best_id} "
+                                        f"({c.best_fitness:+.4f})", c.evaluations)
 
     def _match(self, program: Program) -> bool:
         t = self.settings.target

@@ -28,6 +28,11 @@ CONSTANT_POOL: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 0.1, 0.01, 
 BETAS: tuple[float, ...] = (0.9, 0.99, 0.999)
 # Perturbation scales in log space: fine tuning, a step, jumps (0.9 -> 0.99 is a jump of -2.3).
 PERTURB_SIGMAS: tuple[float, ...] = (0.05, 0.3, 1.0, 2.0)
+# A split's copy jumps: a copy within a few percent of the original serves its uses alike (a
+# near-neutral child), while two uses that want different values (a fast and a slow average) do not.
+SPLIT_SIGMAS: tuple[float, ...] = (1.0, 2.0)
+P_CONST = 0.25              # chance that a new argument is a constant
+P_COEFFICIENT_CONST = 0.9   # the same in an op's coefficient slots (Op.coefficient_args)
 
 
 @dataclass
@@ -97,11 +102,23 @@ def _constant(rng: random.Random) -> Const:
     return Const(rng.choice(CONSTANT_POOL))
 
 
-def _operand(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], want: str, p_const: float = 0.25) -> Operand:
+def _operand(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], want: str,
+             coefficient: bool = False) -> Operand:
+    """A value for an argument of type `want` at `pos`: a constant a quarter of the time, or 90%
+    of the time in a `coefficient` slot (an interpolation weight is a number far more often than data)."""
     names = [n for n in d.available(pos) if want != "tensor" or types.get(n) == "tensor"]
+    p_const = P_COEFFICIENT_CONST if coefficient else P_CONST
     if want != "tensor" and rng.random() < p_const or not names:
         return _constant(rng)
     return Var(rng.choice(names))
+
+
+def _operands(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], op: str,
+              fixed: dict[int, Operand] | None = None) -> tuple[Operand, ...]:
+    """Arguments for a new `op` statement at `pos`, with `fixed` ones given."""
+    spec, fixed = OPS[op], fixed or {}
+    return tuple(fixed[k] if k in fixed else _operand(rng, d, pos, types, t, k in spec.coefficient_args)
+                 for k, t in enumerate(spec.types()))
 
 
 def _random_op(rng: random.Random, d: _Draft, arity: int | None = None) -> str | None:
@@ -134,7 +151,7 @@ def insert(rng: random.Random, d: _Draft) -> bool:
     op = _random_op(rng, d)
     if op is None:
         return False
-    args = tuple(_operand(rng, d, pos, types, t) for t in OPS[op].types())
+    args = _operands(rng, d, pos, types, op)
     if not any(isinstance(a, Var) for a in args):  # an op over constants only is a constant
         k = rng.randrange(len(args))
         args = args[:k] + (Var(rng.choice(d.available(pos))),) + args[k + 1:]
@@ -171,11 +188,12 @@ def wrap(rng: random.Random, d: _Draft) -> bool:
     if op is None:
         return False
     spec = OPS[op].types()
-    slots = [k for k, t in enumerate(spec) if t == "any" or types.get(x) == "tensor"]
+    slots = [k for k, t in enumerate(spec) if (t == "any" or types.get(x) == "tensor")
+             and k not in OPS[op].coefficient_args]
     if not slots:
         return False
     at = rng.choice(slots)
-    args = tuple(Var(x) if k == at else _operand(rng, d, pos, types, t) for k, t in enumerate(spec))
+    args = _operands(rng, d, pos, types, op, {at: Var(x)})
     uses = d.uses(x, after=pos - 1)
     name = d.fresh()
     d.body.insert(pos, Statement(name, op, args))
@@ -217,7 +235,7 @@ def split(rng: random.Random, d: _Draft) -> bool:
     consts = [k for k, a in enumerate(args) if isinstance(a, Const)]
     if consts:
         k = rng.choice(consts)
-        args = args[:k] + (Const(perturb_value(args[k].value, rng)),) + args[k + 1:]
+        args = args[:k] + (Const(perturb_value(args[k].value, rng, SPLIT_SIGMAS)),) + args[k + 1:]
     d.body.insert(i + 1, Statement(name, s.op, args))
     d.redirect([(u + 1 if u >= 0 else u, j) for u, j in moved], name)
     return True
@@ -232,7 +250,7 @@ def change_arg(rng: random.Random, d: _Draft) -> bool:
     i = rng.choice(with_args)
     s = d.body[i]
     j = rng.randrange(len(s.args))
-    new = _operand(rng, d, i, types, OPS[s.op].types()[j])
+    new = _operand(rng, d, i, types, OPS[s.op].types()[j], j in OPS[s.op].coefficient_args)
     others = s.args[:j] + s.args[j + 1:]
     if new == s.args[j] or (isinstance(new, Const) and not any(isinstance(a, Var) for a in others)):
         return False
@@ -267,11 +285,12 @@ def perturb_constant(rng: random.Random, d: _Draft) -> bool:
     return True
 
 
-def perturb_value(c: float, rng: random.Random) -> float:
-    """A perturbed constant, rounded to 3 significant digits (of 1 - c for betas) to stay readable."""
+def perturb_value(c: float, rng: random.Random, sigmas: tuple[float, ...] = PERTURB_SIGMAS) -> float:
+    """A perturbed constant, rounded to 3 significant digits (of 1 - c for betas) to stay readable;
+    the log-space step's scale is drawn from `sigmas`."""
     if not math.isfinite(c) or c == 0.0:
         return rng.choice(CONSTANT_POOL)
-    factor = math.exp(rng.gauss(0.0, rng.choice(PERTURB_SIGMAS)))
+    factor = math.exp(rng.gauss(0.0, rng.choice(sigmas)))
     if 0.5 <= c < 1.0:
         return _round_sig(1.0 - _round_sig(min((1.0 - c) * factor, 0.5)), 10)  # 0.9269, not 0.9269000000000001
     return _round_sig(c * factor)

@@ -17,8 +17,8 @@ from typing import Callable
 
 from optsearch.dsl import INPUTS, OPS, Program, Statement, Var, print_program
 from optsearch.evaluators import EvalJob, run_job
-from optsearch.search.equivalence import EquivalenceCache, matches, screen
-from optsearch.search.mutate import _Draft, _operand, _random_op, _result_type
+from optsearch.search.equivalence import EquivalenceCache, matches, screen_child
+from optsearch.search.mutate import _Draft, _operands, _random_op, _result_type
 from optsearch.search.settings import SearchSettings
 
 
@@ -30,7 +30,7 @@ def random_program(rng: random.Random, ops: dict[str, float] | None = None, max_
     types = {p: ("scalar" if p in ("lr", "step") else "tensor") for p in d.params}
     for k in range(rng.randint(2, max_statements)):
         op = _random_op(rng, d)
-        args = tuple(_operand(rng, d, k, types, t) for t in OPS[op].types())
+        args = _operands(rng, d, k, types, op)
         if not any(isinstance(a, Var) for a in args):  # an op over constants only is a constant
             j = rng.randrange(len(args))
             args = args[:j] + (Var(rng.choice(d.available(k))),) + args[j + 1:]
@@ -65,7 +65,7 @@ def random_search(settings: SearchSettings, target: Program | None = None,
     while r.evaluations < (settings.evaluations or 0) and r.found_at is None:
         program = random_program(rng, settings.ops, max_statements=min(10, settings.max_statements))
         r.drawn += 1
-        s = screen(program, settings.max_statements)
+        program, s = screen_child(program, settings.max_statements, settings.simplify_children)
         if not s.ok:
             r.rejected += 1
             continue

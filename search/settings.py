@@ -68,10 +68,13 @@ class SearchSettings:
     tournament: int = 8
     max_statements: int = 24
     restart_after: int | None = None                 # evaluations without improvement -> restart
+    restart_min_gain: float = 0.0                    # ... where improving means by more than this
+    restart_from: str = "best"                       # restart from the best so far or the warm start
     mutation_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
     ops: dict[str, float] | None = None              # ops mutations may introduce, weighted (None: all)
     length_penalty: float = 0.0                      # selection score -= this x live statements (parsimony)
     memory_penalty: float = 0.0                      # selection score -= this x optimizer state per parameter
+    simplify_children: bool = True                   # exact rewrites (dead code, sign(x / positive), ...) first
     evaluations: int | None = 1000                   # budget: real evaluations (cache hits are free)
     seconds: float | None = None                     # budget: wall time of this process
     stop_fitness: float | None = None                # stop once a program reaches this fitness

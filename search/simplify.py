@@ -142,6 +142,17 @@ def _fold(s: Statement) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _bias_scale(beta: Operand, step: Operand) -> float | None:
+    """`1 / (1 - beta ** step)` for constants where it is a finite real number, else None."""
+    if not (_const(beta) and _const(step)):
+        return None
+    try:
+        scale = 1 / (1 - beta.value ** step.value)
+    except (ZeroDivisionError, OverflowError):
+        return None
+    return scale if isinstance(scale, float) and math.isfinite(scale) else None
+
+
 def _rules(p: Program, i: int, facts: _Facts, seen: dict[tuple, str]) -> Iterator[_Rewrite]:
     """Rewrites of statement `i` that keep the program's behaviour exactly, most useful first."""
     s = p.body[i]
@@ -205,6 +216,21 @@ def _rules(p: Program, i: int, facts: _Facts, seen: dict[tuple, str]) -> Iterato
             yield _Rewrite(i, "interp(x, y, 0) = x", alias=a[0])
         if _const(a[2], 1.0):
             yield _Rewrite(i, "interp(x, y, 1) = y", alias=a[1])
+        # Two moving averages toward the same value are one: (1 - b)((1 - a) x + a y) + b y.
+        d = inner[0]
+        if d is not None and d.op == "interp" and d.args[1] == a[1] and _const(a[2]) and _const(d.args[2]):
+            beta = d.args[2].value + a[2].value - d.args[2].value * a[2].value
+            yield _Rewrite(i, "interp(interp(x, y, a), y, b) = interp(x, y, a + b - ab)",
+                           new=replace(s, args=(d.args[0], a[1], Const(beta))))
+        d = inner[1]
+        if d is not None and d.op == "interp" and d.args[0] == a[0] and _const(a[2]) and _const(d.args[2]):
+            yield _Rewrite(i, "interp(x, interp(x, y, a), b) = interp(x, y, ab)",
+                           new=replace(s, args=(a[0], d.args[1], Const(d.args[2].value * a[2].value))))
+    if op == "sqrt" and inner[0] is not None and inner[0].op == "square":
+        yield _Rewrite(i, "sqrt(square(x)) = abs(x)", new=replace(s, op="abs", args=inner[0].args))
+    if op == "bias_correct" and (scale := _bias_scale(a[1], a[2])) is not None:
+        yield _Rewrite(i, "bias_correct(x, c1, c2) = x * (1 / (1 - c1 ** c2))",
+                       new=replace(s, op="mul", args=(a[0], Const(scale))))
     if op == "sign" and inner[0] is not None:
         d = inner[0]
         if d.op == "mul":
@@ -235,6 +261,22 @@ def _alias(p: Program, i: int, to: Operand) -> Program | None:
                  for k, s in enumerate(p.body) if k != i)
     returns = tuple(to.name if r == target else r for r in p.returns) if isinstance(to, Var) else p.returns
     return replace(p, body=body, returns=returns)
+
+
+def _frozen_state(p: Program) -> tuple[Program, list[str]]:
+    """State carried unchanged (`return ..., s` for state `s`) stays at its initial 0: its reads
+    become the constant 0 wherever an argument may be a number (then it is dead state)."""
+    frozen = {st for st, r in zip(p.state, p.returns[1:]) if st == r}
+    steps, body = [], []
+    for s in p.body:
+        spec = OPS[s.op].types()
+        args = tuple(Const(0.0) if isinstance(a, Var) and a.name in frozen and spec[k] == "any" else a
+                     for k, a in enumerate(s.args))
+        if args != s.args and any(isinstance(a, Var) for a in args):
+            steps.append(f"line {s.line}: state that is never updated is 0 ({format_statement(s)})")
+            s = replace(s, args=args)
+        body.append(s)
+    return replace(p, body=tuple(body)), steps
 
 
 def _remove_dead(p: Program, names: dict[str, str]) -> tuple[Program, list[str]]:
@@ -318,6 +360,9 @@ def simplify_static(program: Program, strict: bool = False,
     steps: list[str] = []
     rejected: set[tuple[Statement, str]] = set()
     while True:
+        q, frozen = _frozen_state(p)
+        if frozen and (_same_behaviour(reference, q) or _fail(strict, "frozen state", q)):
+            p, steps = q, steps + frozen
         q, dead = _remove_dead(p, names)
         if dead and (_same_behaviour(reference, q) or _fail(strict, "dead code removal", q)):
             p, steps = q, steps + dead

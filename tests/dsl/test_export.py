@@ -126,10 +126,10 @@ KAPPA_GRADIENTS = {  # zoo name -> the gradient of its kappa, written from the d
 }
 
 
-def _lion(params, lr):
+def _lion(params, lr, weight_decay=0.01):
     from lion_pytorch import Lion
 
-    return Lion(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
+    return Lion(params, lr, betas=(0.9, 0.99), weight_decay=weight_decay)
 
 
 # zoo name -> (reference optimizer with the zoo program's settings, learning rate)
@@ -143,6 +143,7 @@ REFERENCES = {
     "adamw": (lambda p, lr: torch.optim.AdamW(p, lr), 1e-2),
     "adamax": (lambda p, lr: torch.optim.Adamax(p, lr), 1e-2),
     "lion": (_lion, 1e-3),
+    "lion_strong_wd": (lambda p, lr: _lion(p, lr, weight_decay=0.5), 1e-3),
     **{name: (lambda p, lr, k=k: LionKappa(p, lr, k), 1e-3) for name, k in KAPPA_GRADIENTS.items()},
     "signsgd": (SignSGD, 1e-3),
     "signum": (Signum, 1e-3),

@@ -10,7 +10,7 @@ from optsearch.evaluators import evaluate, train
 from optsearch.proxy_tasks import get_task
 
 
-@pytest.mark.parametrize("name, target", [("imitate", "lion"), ("imitate_rmsprop", "rmsprop")])
+@pytest.mark.parametrize("name, target", [("imitate", "lion_strong_wd"), ("imitate_rmsprop", "rmsprop")])
 def test_the_target_imitates_itself_exactly_at_its_own_lr(name, target):
     task = get_task(name, "small")
     r = train(load_zoo(target), task, seeds=(0, 1), lr_multipliers=(0.3, 1.0))
@@ -23,7 +23,7 @@ def test_no_update_scores_one_and_a_reversed_target_scores_four():
     task = get_task("imitate", "small")
     still = parse_program("def still(w, g, lr):\n    u = g * 0.0\n    return u\n")
     assert train(still, task).metrics == [pytest.approx(1.0)]
-    reversed_lion = train(load_zoo("lion"), task, lr_multipliers=(-1.0,))
+    reversed_lion = train(load_zoo("lion_strong_wd"), task, lr_multipliers=(-1.0,))
     assert reversed_lion.metrics == [pytest.approx(4.0)]
 
 
@@ -37,7 +37,7 @@ def test_streams_are_deterministic_and_differ_across_seeds():
 def test_fitness_is_one_for_a_perfect_imitation_and_zero_for_adamw():
     task = get_task("imitate", "small")
     assert task.reference is not None, "imitate/small is calibrated in references.json"
-    assert evaluate(load_zoo("lion"), [task]).fitness == pytest.approx(1.0)
+    assert evaluate(load_zoo("lion_strong_wd"), [task]).fitness == pytest.approx(1.0)
     adamw = evaluate(load_zoo("adamw"), [task], seeds=(0, 1, 2)).fitness
     assert -0.05 < adamw <= 1e-9
 

@@ -1,9 +1,9 @@
 """Screening before evaluation: rejects, equivalence by hash and by fingerprint, target matching."""
 import pytest
 
-from optsearch.discovered import load_zoo
+from optsearch.discovered import load_zoo, zoo_path
 from optsearch.dsl import parse_program
-from optsearch.search.equivalence import EquivalenceCache, fingerprint, matches, screen
+from optsearch.search.equivalence import EquivalenceCache, fingerprint, matches, screen, screen_child
 
 LION_SRC = """def f(w, g, lr, m):
     d = DECAY * w
@@ -121,3 +121,17 @@ def test_matching_with_an_absolute_tolerance_for_epsilons():
                               "    d = sqrt(v)\n    d = d + 3e-09\n    u = g / d\n    u = u * lr\n    return u, v\n")
     assert not matches(other_eps, rms)
     assert matches(other_eps, rms, rel_tol=0.01, abs_tol=1e-6)
+
+
+def test_children_are_simplified_before_they_are_hashed_and_matched():
+    # AdamW with its update wrapped in sign is signum: Adam's denominator and bias corrections go
+    adamw_sign = parse_program(zoo_path("adamw").read_text().replace(
+        "update = mhat / d", "update = mhat / d\n    update = sign(update)"))
+    child, s = screen_child(adamw_sign)
+    assert s.ok and [st.op for st in child.body] == ["interp", "sign", "mul", "add", "mul"]
+    assert s.hash == screen(child).hash
+    raw, s_raw = screen_child(adamw_sign, simplify=False)
+    assert raw == adamw_sign and s_raw.hash != s.hash and s_raw.fingerprint == s.fingerprint
+    # and an invalid child is still rejected with the checker's reason
+    bad, s_bad = screen_child(_p("u = g + q\nreturn u"))
+    assert not s_bad.ok and "q" in s_bad.reason

@@ -1,11 +1,12 @@
 """Mutations: valid children, reproducible draws, and the moves that lead from AdamW to Lion."""
+import math
 import random
 
 import pytest
 import torch
 
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import ProgramOptimizer, canonicalize, check, parse_program, print_program, structural_hash
+from optsearch.dsl import Const, ProgramOptimizer, canonicalize, check, parse_program, print_program, structural_hash
 from optsearch.search.equivalence import matches
 from optsearch.search.mutate import MUTATIONS, _Draft, mutate, perturb_value, to_ssa
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
@@ -138,3 +139,33 @@ def test_add_state_adds_a_moving_average_that_is_carried():
     a = check(child)
     assert len(child.state) == 1 and a.live_state == child.state
     assert any(s.op == "interp" for s in child.body)
+
+
+def test_coefficient_slots_get_constants_far_more_often_than_data():
+    # an interpolation weight is a number in nearly every optimizer: inserted interps mostly get one
+    rng = random.Random(0)
+    start = load_zoo("adamw")
+    weights, data = 0, 0
+    for _ in range(3000):
+        d = _Draft.of(to_ssa(start), {"interp": 1.0})
+        before = len(d.body)
+        if not MUTATIONS["insert"](rng, d) or len(d.body) == before:
+            continue
+        new = next(s for s in d.body if s.target not in {t.target for t in to_ssa(start).body})
+        weights += 1
+        data += not isinstance(new.args[2], Const)
+    assert weights > 500 and data / weights < 0.2, (weights, data)
+
+
+def test_a_split_copy_jumps_rather_than_drifting():
+    # a copy within a few percent of the original would serve both uses alike: a wasted child
+    rng = random.Random(1)
+    start = load_zoo("signum")
+    moved = []
+    for _ in range(500):
+        d = _Draft.of(to_ssa(start))
+        if MUTATIONS["split"](rng, d):
+            betas = sorted(s.args[2].value for s in d.body if s.op == "interp")
+            moved.append(abs(math.log((1 - betas[0]) / (1 - betas[1]))))
+    assert len(moved) > 100
+    assert sorted(moved)[len(moved) // 2] > 0.5  # the median copy moves 1 - beta by more than x1.6
