@@ -47,7 +47,7 @@ def _evolution(case: str, seed: int, budget: int, run_root: str) -> dict:
     return {"case": case, "method": "evolution", "seed": seed, "found_at": c.found_at,
             "found_program": c.found_target, "evaluations": c.evaluations, "best_fitness": _finite(c.best_fitness),
             "best_program": best, "children": c.children, "rejected": c.rejected, "cache_hits": c.cache_hits,
-            "hash_hits": c.hash_hits, "fingerprint_hits": c.fingerprint_hits,
+            "hash_hits": c.hash_hits, "fingerprint_hits": c.fingerprint_hits, "restarts": c.restarts,
             "seconds": time.monotonic() - start, "evaluations_per_second": c.evaluations / max(c.elapsed, 1e-9)}
 
 

@@ -162,7 +162,8 @@ _ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min
 _ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y", number_args=(0, 1),
     foreach="torch._foreach_pow({0}, {1})", foreach_scalars=(1,))
 _ew("interp", "x y a", torch.lerp,
-    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,), coefficient_args=(2,),
+    "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,),
+    coefficient_args=(2,),
     foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,))
 _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
     "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1,),

@@ -60,6 +60,8 @@ def test_the_name_defaults_to_the_file_stem(tmp_path):
     ("search: [1, 2]\n", 1, "search: must be a mapping, got [1, 2]"),
     ("seed: 1\nseed_typo: 2\n", 2, "seed_typo: unknown key"),
     ("search:\n  population: 8\n   tournament: 2\n", 3, "not valid YAML"),
+    ("search:\n  restart_from: scratch\n", 2, "search.restart_from: must be one of best, warm_start, got 'scratch'"),
+    ("search:\n  simplify_children: yes please\n", 2, "search.simplify_children: must be true or false"),
 ])
 def test_bad_configs_name_the_file_line_and_key(tmp_path, text, line, message):
     path = _write(tmp_path, text)

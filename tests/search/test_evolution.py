@@ -108,3 +108,21 @@ def test_the_funnel_rechecks_the_best_programs_on_held_out_tasks(tmp_path):
     for r in checked[2:]:
         earlier = [p.fitness for p in store.programs("eval_index < ? AND funnel_status IS NOT NULL", (r.eval_index,))]
         assert r.fitness > sorted(earlier, reverse=True)[1]
+
+
+def test_a_stalled_lineage_starts_over_from_the_warm_start_and_the_best_is_kept(tmp_path):
+    # a gain of 10 never happens on imitate: every 3 evaluations the population is the warm start again
+    settings = replace(SETTINGS, restart_after=3, restart_min_gain=10.0, restart_from="warm_start", evaluations=14)
+    outcome, store = _run(tmp_path / "r", settings)
+    events = [e for e in store.events() if e["kind"] == "restart"]
+    assert outcome.counters.restarts == len(events) >= 3
+    assert all("restarted from #1 " in e["detail"] for e in events)
+    evaluated = store.programs("eval_index IS NOT NULL")
+    assert outcome.best_fitness == max(r.fitness for r in evaluated)  # the run's best survives restarts
+
+
+def test_small_gains_do_not_count_as_progress(tmp_path):
+    # with min gain 0 any improvement resets the stall clock; with a large one, only restarts do
+    plain, _ = _run(tmp_path / "a", replace(SETTINGS, restart_after=4, evaluations=14))
+    strict, _ = _run(tmp_path / "b", replace(SETTINGS, restart_after=4, restart_min_gain=10.0, evaluations=14))
+    assert strict.counters.restarts >= plain.counters.restarts and strict.counters.restarts >= 2
