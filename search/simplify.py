@@ -263,7 +263,7 @@ def _alias(p: Program, i: int, to: Operand) -> Program | None:
     return replace(p, body=body, returns=returns)
 
 
-def _frozen_state(p: Program) -> tuple[Program, list[str]]:
+def _frozen_state(p: Program, names: dict[str, str]) -> tuple[Program, list[str]]:
     """State carried unchanged (`return ..., s` for state `s`) stays at its initial 0: its reads
     become the constant 0 wherever an argument may be a number (then it is dead state)."""
     frozen = {st for st, r in zip(p.state, p.returns[1:]) if st == r}
@@ -273,7 +273,7 @@ def _frozen_state(p: Program) -> tuple[Program, list[str]]:
         args = tuple(Const(0.0) if isinstance(a, Var) and a.name in frozen and spec[k] == "any" else a
                      for k, a in enumerate(s.args))
         if args != s.args and any(isinstance(a, Var) for a in args):
-            steps.append(f"line {s.line}: state that is never updated is 0 ({format_statement(s)})")
+            steps.append(f"line {s.line}: state that is never updated is 0 ({_show(s, names)})")
             s = replace(s, args=args)
         body.append(s)
     return replace(p, body=tuple(body)), steps
@@ -360,7 +360,7 @@ def simplify_static(program: Program, strict: bool = False,
     steps: list[str] = []
     rejected: set[tuple[Statement, str]] = set()
     while True:
-        q, frozen = _frozen_state(p)
+        q, frozen = _frozen_state(p, names)
         if frozen and (_same_behaviour(reference, q) or _fail(strict, "frozen state", q)):
             p, steps = q, steps + frozen
         q, dead = _remove_dead(p, names)
