@@ -36,9 +36,23 @@ def add_run_commands(command: AddCommand) -> None:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.add_argument("--plot", metavar="FILE.png", help="also plot best and median fitness over evaluations")
 
+    rep = command("report", cmd_report, "ship a run's winner (or --id N): program, export and a report "
+                                        "comparing it with AdamW and Lion on held-out tasks")
+    rep.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/rediscover_lion")
+    rep.add_argument("-o", "--out", metavar="DIR", required=True,
+                     help="the folder to write program.py, optimizer.py, REPORT.md and report.json into")
+    rep.add_argument("--id", type=int, metavar="N", help="the program to report on (default: the run's winner)")
+    rep.add_argument("--task", action="append", metavar="T",
+                     help="a held-out task as name/size (repeatable; default: the run's funnel tasks)")
+    rep.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per task (default: %(default)s)")
+    rep.add_argument("--baseline", action="append", metavar="ZOO",
+                     help="a zoo program to compare with (repeatable; default: adamw and lion)")
+
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-evals", type=int, metavar="N", help="evaluation budget (overrides the config's)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="time budget: seconds of searching over every session of the run (overrides the config's)")
     p.add_argument("--executor", choices=["inline", "ray"], help="where evaluations run (overrides the config's)")
     p.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: the machine's cores)")
     p.add_argument("--address", metavar="ADDR", help="join a Ray cluster: auto or HOST:PORT (implies --executor ray)")
@@ -46,14 +60,16 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    config = with_overrides(load_config(args.config), args.max_evals, args.executor, args.workers, args.address)
+    config = with_overrides(load_config(args.config), args.max_evals, args.executor, args.workers, args.address,
+                            args.seconds)
     run_dir = run_dir_for(config, args.run_dir)
     return _run(config, run_dir, args.resume, args.quiet)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    config = with_overrides(stored_config(run_dir), args.max_evals, args.executor, args.workers, args.address)
+    config = with_overrides(stored_config(run_dir), args.max_evals, args.executor, args.workers, args.address,
+                            args.seconds)
     return _run(config, run_dir, True, args.quiet)
 
 
@@ -161,6 +177,20 @@ def cmd_show(args: argparse.Namespace) -> None:
         print(_show_text(report, _table))
     if args.plot:
         print(f"wrote {args.plot}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from optsearch.report import BASELINES, write_report
+    if args.seeds < 1:
+        raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
+    with RunStore.open(Path(args.run_dir), readonly=True):   # a missing run fails here, before any work
+        pass
+    r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
+                     tuple(args.baseline or BASELINES), say=lambda line: print(line, flush=True))
+    means = [f"{k} {v['mean']:+.4f}" if v["mean"] is not None else f"{k} failed" for k, v in r["fitness"].items()]
+    print(f"{r['name']}: sign-based momentum {'yes' if r['sign_momentum'] else 'no'}; "
+          f"fitness on held-out tasks {', '.join(means)}")
+    print(f"wrote {args.out}/program.py, optimizer.py, REPORT.md, report.json")
 
 
 def show_report(store: RunStore, run_dir: Path, top: int) -> dict:

@@ -71,7 +71,7 @@ def make_executor(settings: ExecutorSettings) -> Executor:
 
 
 def with_overrides(config: RunConfig, max_evals: int | None = None, executor: str | None = None,
-                   workers: int | None = None, address: str | None = None) -> RunConfig:
+                   workers: int | None = None, address: str | None = None, seconds: float | None = None) -> RunConfig:
     """`config` with the command line's budget and executor choices applied."""
     search, x, raw = config.search, config.executor, dict(config.raw)
     if max_evals is not None:
@@ -79,6 +79,11 @@ def with_overrides(config: RunConfig, max_evals: int | None = None, executor: st
             raise OptsearchError(f"--max-evals must be >= 1, got {max_evals}")
         search = replace(search, evaluations=max_evals)
         raw["budget"] = {**raw["budget"], "evaluations": max_evals}
+    if seconds is not None:
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise OptsearchError(f"--seconds must be a number > 0, got {seconds}")
+        search = replace(search, seconds=seconds)
+        raw["budget"] = {**raw["budget"], "seconds": seconds}
     changes = {k: v for k, v in (("kind", executor), ("workers", workers), ("address", address)) if v is not None}
     if workers is not None and workers < 1:
         raise OptsearchError(f"--workers must be >= 1, got {workers}")
@@ -137,7 +142,7 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
         return None
     pid, basis = chosen
     row = store.program(pid)
-    program = replace(parse_program(row.text), name=_identifier(f"{run_dir.name}_{pid}"))
+    program = replace(parse_program(row.text), name=identifier(f"{run_dir.name}_{pid}"))
     simplified, steps = program, []
     try:
         from optsearch.search.simplify import simplify
@@ -159,10 +164,11 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
     return info
 
 
-def _identifier(name: str) -> str:
+def identifier(name: str) -> str:
     clean = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
     return clean if clean.isidentifier() else f"program_{clean}"
 
 
-__all__ = ["choose_winner", "evolve", "finalize", "make_executor", "open_store", "run_dir_for", "stored_config",
+__all__ = ["choose_winner", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
+           "stored_config",
            "with_overrides"]

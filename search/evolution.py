@@ -28,7 +28,7 @@ from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, matches, screen, screen_child
 from optsearch.search.mutate import mutate
-from optsearch.search.settings import SearchSettings
+from optsearch.search.settings import CONSTANT_MUTATIONS, SearchSettings
 from optsearch.search.store import RunStore
 
 WARM_START_ID = 1      # the warm start is the run's first program
@@ -223,14 +223,25 @@ class Evolution:
         contenders = self.rng.sample(self.population, k)
         return max(contenders, key=lambda m: m[2])[1]  # first of the best in sample order
 
+    def _parent(self) -> tuple[int, dict[str, float], str]:
+        """Who mutates, with which mutation weights: the winner of a tournament with every
+        mutation, or (a `tune_share` of children) the population's best with constant moves only
+        (a local search that homes in on constants a tournament winner's random edits rarely refine)."""
+        s = self.settings
+        if s.tune_share and self.rng.random() < s.tune_share:
+            weights = {k: s.mutation_weights.get(k, 0.0) for k in CONSTANT_MUTATIONS}
+            if sum(weights.values()) > 0:
+                return max(self.population, key=lambda m: m[2])[1], weights, "tune:"
+        return self._tournament(), s.mutation_weights, ""
+
     def _spawn(self) -> None:
         """Make one child: screen it, reuse an equivalent program's fitness, or send it out."""
         c = self.counters
-        parent_id = self._tournament()
+        parent_id, weights, tag = self._parent()
         parent_hash = self._hash_of.get(parent_id)
         child, names = self.program(parent_id), []
         for _ in range(MAX_CHAIN):
-            drawn = mutate(child, self.rng, self.settings.mutation_weights, self.settings.ops)
+            drawn = mutate(child, self.rng, weights, self.settings.ops)
             if drawn is None:
                 continue
             child, name = drawn
@@ -251,7 +262,7 @@ class Evolution:
         c.children += 1
         canonical = canonicalize(child)
         text = print_program(replace(canonical, name="candidate"))
-        mutation = "+".join(names)
+        mutation = tag + "+".join(names)
         hit = self.cache.lookup(s.hash, s.fingerprint)
         if hit is not None and hit[0] not in self._fitness:
             c.inflight_duplicates += 1          # its twin is still being evaluated

@@ -7,8 +7,9 @@ A mutation may fail to apply (no constant to perturb, nothing to delete): it ret
 the caller draws again. Children are not type-checked here: the search's abstract execution
 does that, and counts the rejects.
 
-Besides the classic insert / delete / change-argument / change-op / perturb-constant, three
-mutations make the moves that matter for optimizers likely (shared/research/search-notes.md):
+Besides the classic insert / delete / change-argument / change-op / perturb-constant (one, or
+all at once), three mutations make the moves that matter for optimizers likely
+(shared/research/search-notes.md):
 `wrap` applies an op to a value in place (`x = sign(x)` right where `x` is made), `split`
 copies a statement with one constant moved so that two of its uses can differ (Lion's `c` and
 `m` come from one interpolation with two betas), and `add_state` adds a new exponential moving
@@ -285,6 +286,29 @@ def perturb_constant(rng: random.Random, d: _Draft) -> bool:
     return True
 
 
+# A joint move's scales: small, since every constant moves at once.
+JOINT_SIGMAS: tuple[float, ...] = (0.03, 0.1, 0.3)
+
+
+def perturb_all(rng: random.Random, d: _Draft) -> bool:
+    """Move every constant at once, each by its own draw at one shared small scale (log space,
+    betas in log(1 - c)). Constants that must move together, such as the two betas of Lion's
+    interpolations (a fitness ridge: moving either alone is worse), climb with this move where
+    `perturb_constant` stalls."""
+    sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args)
+             if isinstance(a, Const) and math.isfinite(a.value) and a.value != 0.0]
+    if len(sites) < 2:
+        return False
+    sigma = rng.choice(JOINT_SIGMAS)
+    moved = False
+    for i, j in sites:
+        s = d.body[i]
+        new = perturb_value(s.args[j].value, rng, (sigma,))
+        moved |= new != s.args[j].value
+        d.body[i] = replace(s, args=s.args[:j] + (Const(new),) + s.args[j + 1:])
+    return moved
+
+
 def perturb_value(c: float, rng: random.Random, sigmas: tuple[float, ...] = PERTURB_SIGMAS) -> float:
     """A perturbed constant, rounded to 3 significant digits (of 1 - c for betas) to stay readable;
     the log-space step's scale is drawn from `sigmas`."""
@@ -323,7 +347,8 @@ def add_state(rng: random.Random, d: _Draft) -> bool:
 
 
 MUTATIONS = {"insert": insert, "wrap": wrap, "delete": delete, "split": split, "change_arg": change_arg,
-             "change_op": change_op, "perturb_constant": perturb_constant, "add_state": add_state}
+             "change_op": change_op, "perturb_constant": perturb_constant, "perturb_all": perturb_all,
+             "add_state": add_state}
 
 
 def to_ssa(program: Program) -> Program:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
 
+# The mutations that move constants only: what a tuning child (`tune_share`) draws from.
+CONSTANT_MUTATIONS: tuple[str, ...] = ("perturb_constant", "perturb_all")
 # Mutation names and their default weights (see optsearch.search.mutate for what each does).
 DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
     "insert": 1.0,            # a new statement over live values, spliced into one use
@@ -18,6 +20,7 @@ DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
     "change_arg": 1.0,        # one argument reads another value or a constant
     "change_op": 1.0,         # same arguments, another op of the same arity
     "perturb_constant": 2.0,  # a constant moves in log space (betas in log(1 - beta) space)
+    "perturb_all": 1.0,       # every constant moves a little at once (coupled constants climb together)
     "add_state": 0.3,         # a new state: a moving average of a value, spliced into one use
 }
 
@@ -71,6 +74,7 @@ class SearchSettings:
     restart_min_gain: float = 0.0                    # ... where improving means by more than this
     restart_from: str = "best"                       # restart from the best so far or the warm start
     mutation_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
+    tune_share: float = 0.0                          # children that only move the population best's constants
     ops: dict[str, float] | None = None              # ops mutations may introduce, weighted (None: all)
     length_penalty: float = 0.0                      # selection score -= this x live statements (parsimony)
     memory_penalty: float = 0.0                      # selection score -= this x optimizer state per parameter

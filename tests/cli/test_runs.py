@@ -61,6 +61,10 @@ def test_a_run_is_never_overwritten_and_resumes_with_a_bigger_budget(cli, config
     more = cli("resume", run, "--quiet", "--max-evals", "5")
     assert more.code == 0, more.err
     assert "5 evaluations" in more.out
+    # a time budget can be set (or raised) on resume too; the run store keeps the new budget
+    timed = cli("resume", run, "--quiet", "--max-evals", "6", "--seconds", "600")
+    assert timed.code == 0, timed.err
+    assert json.loads(cli("show", run, "--json").out)["config"]["budget"]["seconds"] == 600
 
 
 def test_resume_refuses_a_changed_search(cli, config, tmp_path):
@@ -76,6 +80,7 @@ def test_resume_refuses_a_changed_search(cli, config, tmp_path):
     (["resume", "{tmp}/nope"], "no run store at {tmp}/nope"),
     (["evolve", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: cannot read the config"),
     (["evolve", "{tmp}/tiny.yaml", "--max-evals", "0"], "--max-evals must be >= 1, got 0"),
+    (["evolve", "{tmp}/tiny.yaml", "--seconds", "0"], "--seconds must be a number > 0, got 0.0"),
     (["export", "{tmp}/nope#3", "-o", "{tmp}/x.py"], "no run store at {tmp}/nope"),
 ])
 def test_missing_runs_and_bad_arguments_are_one_line_errors(cli, config, tmp_path, argv, message):

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from optsearch.discovered import load_zoo
+from optsearch.dsl import Const, parse_program, structural_hash
 from optsearch.evaluators import InlineExecutor
 from optsearch.search.evolution import Evolution
 from optsearch.search.settings import EvaluationSettings, SearchSettings, Target
@@ -18,6 +19,13 @@ def _run(path, settings=SETTINGS, warm="adamw", target=None, create=True):
     store = RunStore.create(path, {"test": True}) if create else RunStore.open(path)
     evo = Evolution(settings, store, InlineExecutor(), load_zoo(warm), load_zoo(target) if target else None)
     return evo.run(), store
+
+
+def _shape(program):
+    """The structural hash with every constant set to 1: equal for programs that differ only in constants."""
+    body = tuple(replace(s, args=tuple(Const(1.0) if isinstance(a, Const) else a for a in s.args))
+                 for s in program.body)
+    return structural_hash(replace(program, body=body))
 
 
 def _programs(store):
@@ -126,3 +134,23 @@ def test_small_gains_do_not_count_as_progress(tmp_path):
     plain, _ = _run(tmp_path / "a", replace(SETTINGS, restart_after=4, evaluations=14))
     strict, _ = _run(tmp_path / "b", replace(SETTINGS, restart_after=4, restart_min_gain=10.0, evaluations=14))
     assert strict.counters.restarts >= plain.counters.restarts and strict.counters.restarts >= 2
+
+
+def test_tuning_children_move_only_the_constants_of_the_population_best(tmp_path):
+    outcome, store = _run(tmp_path / "r", replace(SETTINGS, tune_share=0.5, evaluations=20))
+    rows = store.programs()
+    tuned = [r for r in rows if r.mutation and r.mutation.startswith("tune:")]
+    others = [r for r in rows[1:] if r not in tuned]
+    assert tuned and others  # about half and half
+    for r in tuned:
+        assert set(r.mutation[len("tune:"):].split("+")) <= {"perturb_constant", "perturb_all"}
+        child, parent = parse_program(r.text), parse_program(store.program(r.parent).text)
+        # the same program up to its constants (the child's simplification may only drop statements)
+        assert len(child.body) <= len(parent.body)
+        if len(child.body) == len(parent.body):
+            assert _shape(child) == _shape(parent)
+    # with no share no child is a tuning child, and the run is the one it always was
+    _, plain = _run(tmp_path / "p")
+    _, again = _run(tmp_path / "q", replace(SETTINGS, tune_share=0.0))
+    assert _programs(plain) == _programs(again)
+    assert not any(r.mutation and r.mutation.startswith("tune:") for r in plain.programs())

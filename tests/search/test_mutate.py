@@ -169,3 +169,28 @@ def test_a_split_copy_jumps_rather_than_drifting():
             moved.append(abs(math.log((1 - betas[0]) / (1 - betas[1]))))
     assert len(moved) > 100
     assert sorted(moved)[len(moved) // 2] > 0.5  # the median copy moves 1 - beta by more than x1.6
+
+
+def test_perturb_all_moves_every_constant_a_little_at_once():
+    rng = random.Random(2)
+    start = parse_program("""def lion(w, g, lr, m):
+    c = interp(g, m, 0.9)
+    u = sign(c)
+    m = interp(g, m, 0.99)
+    u = u + w * 0.5
+    u = u * lr
+    return u, m""")
+    consts = lambda p: [a.value for s in to_ssa(p).body for a in s.args if isinstance(a, Const)]  # noqa: E731
+    before = consts(start)
+    moved_all = 0
+    for _ in range(200):
+        d = _Draft.of(to_ssa(start))
+        if not MUTATIONS["perturb_all"](rng, d):
+            continue
+        after = consts(d.program())
+        assert len(after) == len(before)
+        moved_all += all(a != b for a, b in zip(after, before))
+        for a, b in zip(after, before):  # small steps: within a factor 3 (of 1 - beta for betas)
+            ratio = (1 - a) / (1 - b) if 0.5 <= b < 1 else a / b
+            assert 1 / 3 < ratio < 3, (a, b)
+    assert moved_all > 60, moved_all  # the smallest steps can round back to a constant's old value

@@ -1,0 +1,163 @@
+"""Ship a found optimizer: its program, its torch.optim export and a report, in one folder.
+
+`optsearch report RUN [--id N] [-o DIR]` is how an entry of `discovered/found/` is made: the
+run's winner (or any stored program), simplified by exact rewrites only (so its behaviour is the
+one that was measured), re-evaluated beside AdamW and Lion on the tasks the search never saw (the
+run's funnel tasks unless given), with how it was found (config, seed, evaluations, wall time),
+its lineage back to the warm start and whether sign-based momentum emerged. Everything the
+report says is also written to `report.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import yaml
+
+from optsearch.dsl import OptsearchError, Program, check, parse_program, print_program
+from optsearch.dsl.printer import format_statement
+from optsearch.files import write_atomically
+from optsearch.proxy_tasks import TASKS
+from optsearch.run import choose_winner, identifier, stored_config
+from optsearch.search.store import RunStore
+
+BASELINES: tuple[str, ...] = ("adamw", "lion")   # zoo programs the winner is compared with
+
+
+@dataclass(frozen=True)
+class SignMomentum:
+    """Whether the update takes the sign of a value that reads optimizer state (Lion's move)."""
+
+    found: bool
+    where: str | None    # the statement, as written in the simplified program
+
+
+def sign_momentum(program: Program) -> SignMomentum:
+    """Find a live `sign(x)` whose `x` depends on a state variable (a momentum, in practice)."""
+    a = check(program)
+    depends: dict[str, set[str]] = {p: {p} for p in program.params}
+    for i, s in enumerate(program.body):
+        reads = set().union(*(depends.get(x.name, set()) for x in s.args if hasattr(x, "name")))
+        depends[s.target] = reads
+        if s.op == "sign" and i in a.live and reads & set(program.state):
+            return SignMomentum(True, format_statement(s))
+    return SignMomentum(False, None)
+
+
+def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, tasks: Sequence[str] | None = None,
+                 seeds: int = 2, baselines: Sequence[str] = BASELINES,
+                 say: Callable[[str], None] = lambda line: None) -> dict:
+    """Write `program.py`, `optimizer.py`, `REPORT.md` and `report.json` into `out_dir`; returns the report."""
+    from optsearch.discovered import load_zoo, zoo_names
+    from optsearch.dsl.export import export_program
+    from optsearch.evaluators import evaluate
+    from optsearch.search.simplify import simplify
+
+    config = stored_config(run_dir)
+    unknown = [b for b in baselines if b not in zoo_names()]
+    if unknown:
+        raise OptsearchError(f"--baseline {unknown[0]!r}: not a zoo program (optsearch zoo lists them)")
+    with RunStore.open(run_dir, readonly=True) as store:
+        if program_id is None:
+            chosen = choose_winner(store)
+            if chosen is None:
+                raise OptsearchError(f"{run_dir}: no evaluated program to report on")
+            program_id = chosen[0]
+        if program_id < 1 or program_id > store.count_programs():
+            raise OptsearchError(f"{run_dir}#{program_id}: no such program (the run has {store.count_programs()})")
+        row = store.program(program_id)
+        lineage = [{"id": r.id, "mutation": r.mutation or "", "fitness": _finite(r.fitness), "status": r.status,
+                    "eval_index": r.eval_index} for r in store.lineage(program_id)]
+        search_scores = {f"{e['task']}/{e['size']}": _finite(e["fitness"])
+                         for e in store.evaluations(program_id, "search")}
+        state = (store.get("search_state") or {}).get("counters", {})
+        finished = store.get("finished")
+    name = identifier(out_dir.name)
+    raw = replace(parse_program(row.text), name=name)
+    program = simplify(raw).after
+    held_out = list(tasks or (config.search.funnel.tasks if config.search.funnel else config.search.evaluation.tasks))
+    for k, t in enumerate(held_out):
+        task, _, size = t.partition("/")
+        held_out[k] = f"{task}/{size or 'small'}"
+        if task not in TASKS or (size or "small") not in TASKS[task].sizes:
+            raise OptsearchError(f"--task {t}: no such task and size (optsearch tasks lists them)")
+    e = config.search.evaluation
+    contenders = {name: program, **{b: load_zoo(b) for b in baselines}}
+    table: dict[str, dict[str, float | None]] = {}
+    started = time.perf_counter()
+    for label, p in contenders.items():
+        say(f"evaluating {label} on {', '.join(held_out)} ({seeds} seed(s), {len(e.lr_multipliers)} learning rates)")
+        result = evaluate(p, held_out, seeds=range(seeds), lr_multipliers=e.lr_multipliers, time_limit=e.time_limit,
+                          device=e.device if e.device != "auto" else "cpu")
+        table[label] = {f"{s.task}/{s.size}": _finite(s.fitness) for s in result.scores}
+        table[label]["mean"] = _finite(result.fitness)
+    momentum = sign_momentum(program)
+    report = {
+        "name": name, "run": str(run_dir), "program_id": program_id, "mutation": row.mutation,
+        "search_fitness": _finite(row.fitness), "funnel_fitness": _finite(row.funnel_fitness),
+        "search_scores": search_scores, "found_at_evaluation": row.eval_index,
+        "seed": config.search.seed, "evaluations": state.get("evaluations"), "seconds": state.get("elapsed"),
+        "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
+        "lr_multipliers": list(e.lr_multipliers), "fitness": table, "sign_momentum": momentum.found,
+        "sign_statement": momentum.where, "lineage": lineage, "program": print_program(program),
+        "raw_program": row.text, "evaluation_seconds": time.perf_counter() - started,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = f"# Found by optsearch: {run_dir}#{program_id}, simplified exactly; report in REPORT.md.\n"
+    write_atomically(out_dir / "program.py", header + print_program(program))
+    write_atomically(out_dir / "optimizer.py", export_program(program))
+    write_atomically(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    write_atomically(out_dir / "REPORT.md", _markdown(report))
+    return report
+
+
+def _markdown(r: dict) -> str:
+    tasks = r["held_out"]
+    lines = [f"# {r['name']}", "",
+             f"Program #{r['program_id']} of the run `{r['run']}`, simplified exactly (`program.py`); its "
+             f"torch.optim export is `optimizer.py`. Made by `optsearch report {r['run']} --id {r['program_id']}`.", "",
+             "## How it was found", "",
+             f"- Seed {r['seed']}, warm start `{r['config'].get('warm_start')}`, search tasks "
+             f"{', '.join(r['config']['evaluation']['tasks'])}.",
+             f"- The run made {r['evaluations']} evaluations in {_duration(r['seconds'])}"
+             + (f" and stopped on `{r['finished']['reason']}`" if r.get("finished") else " (not finished)") + ".",
+             f"- This program was evaluation {r['found_at_evaluation']}, made by `{r['mutation']}`; search fitness "
+             f"{_fmt(r['search_fitness'])}" + (f", funnel fitness {_fmt(r['funnel_fitness'])}"
+                                                if r["funnel_fitness"] is not None else "") + " (0 = tuned AdamW).",
+             f"- Sign-based momentum: **{'yes' if r['sign_momentum'] else 'no'}**"
+             + (f" (`{r['sign_statement']}`)." if r["sign_momentum"] else "."), "",
+             "```python", r["program"].rstrip(), "```", "",
+             "## Against AdamW and Lion where the search did not look", "",
+             f"Fitness against tuned AdamW (0 = tuned AdamW, higher is better), {r['seeds']} seed(s), the best of "
+             f"the run's learning-rate multipliers {r['lr_multipliers']} per seed. `adamw` and `lion` are the zoo "
+             "programs (AdamW with weight decay 0.01; Lion with betas 0.9/0.99, weight decay 0.01).", "",
+             "| program | " + " | ".join(tasks) + " | mean |", "| --- |" + " --- |" * (len(tasks) + 1)]
+    for label, scores in r["fitness"].items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(scores.get(t)) for t in tasks) + f" | {_fmt(scores['mean'])} |")
+    lines += ["", "## Lineage (warm start first)", "", "| id | evaluation | mutation | fitness |",
+              "| --- | --- | --- | --- |"]
+    for step in reversed(r["lineage"]):
+        lines.append(f"| #{step['id']} | {step['eval_index'] if step['eval_index'] is not None else '-'} | "
+                     f"{step['mutation'] or '-'} | {_fmt(step['fitness'])} |")
+    config = yaml.safe_dump(r["config"], sort_keys=False).rstrip()
+    lines += ["", "## The run's config", "", "```yaml", config, "```", ""]
+    return "\n".join(lines)
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.4f}"
+
+
+def _duration(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+__all__ = ["BASELINES", "SignMomentum", "sign_momentum", "write_report"]

@@ -1,0 +1,104 @@
+"""`optsearch report`: a run's winner shipped as program, export and report, beside AdamW and Lion."""
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from optsearch.discovered import load_zoo
+from optsearch.dsl import load_program, parse_program
+from optsearch.report import sign_momentum
+
+CONFIG = """
+name: tiny
+seed: 2
+search: {population: 4, tournament: 2}
+evaluation: {tasks: [imitate/small], lr_multipliers: [0.3, 1.0]}
+budget: {evaluations: 8}
+funnel: {tasks: [imitate_rmsprop/small], seeds: 1, threshold: -10, top: 2}
+executor: {kind: inline}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from optsearch.cli import main
+    root = tmp_path_factory.mktemp("report")
+    (root / "tiny.yaml").write_text(CONFIG)
+    assert main(["evolve", str(root / "tiny.yaml"), "--run-dir", str(root / "run"), "--quiet"]) == 0
+    return root / "run"
+
+
+def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, tmp_path):
+    out = tmp_path / "found" / "tiny_winner"
+    r = cli("report", run, "-o", out, "--seeds", "1")
+    assert r.code == 0, r.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["held_out"] == ["imitate_rmsprop/small"]    # the run's funnel tasks by default
+    assert set(report["fitness"]) == {"tiny_winner", "adamw", "lion"}
+    # the program file is the winner simplified exactly, named after the folder, and it checks
+    program = load_program(out / "program.py")
+    assert program.name == "tiny_winner" and report["program"].strip() == (out / "program.py").read_text().split(
+        "\n", 1)[1].strip()
+    # the export is a working optimizer
+    spec = importlib.util.spec_from_file_location("tiny_winner_export", out / "optimizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+               and v is not torch.optim.Optimizer)
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = cls([w], lr=0.1)
+    w.grad = torch.ones(3)
+    opt.step()
+    assert not torch.equal(w.detach(), torch.ones(3))
+    # the markdown says how it was found and shows every row of the comparison and the lineage
+    text = (out / "REPORT.md").read_text()
+    assert "Seed 2, warm start `adamw`" in text and "The run made 8 evaluations" in text
+    for label in ("tiny_winner", "adamw", "lion"):
+        assert f"| {label} |" in text
+    assert "| #1 | 1 | warm start |" in text and "```yaml" in text
+    assert "sign-based momentum" in r.out and "wrote" in r.out
+
+
+def test_report_on_any_program_and_task(cli, run, tmp_path):
+    r = cli("report", run, "--id", 1, "-o", tmp_path / "first", "--task", "imitate", "--seeds", 1,
+            "--baseline", "lion")
+    assert r.code == 0, r.err
+    report = json.loads((tmp_path / "first" / "report.json").read_text())
+    assert report["program_id"] == 1 and report["held_out"] == ["imitate/small"]
+    assert set(report["fitness"]) == {"first", "lion"}
+    # imitate's target is Lion: Lion imitates itself best (up to its weight decay), AdamW (the warm start) worse
+    assert report["fitness"]["lion"]["mean"] > report["fitness"]["first"]["mean"]
+    assert report["sign_momentum"] is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--id", "999"], "#999: no such program (the run has"),
+    (["--task", "nope/small"], "--task nope/small: no such task and size"),
+    (["--baseline", "nope"], "--baseline 'nope': not a zoo program"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+])
+def test_bad_requests_fail_in_one_line_before_any_work(cli, run, tmp_path, argv, message):
+    r = cli("report", run, "-o", tmp_path / "out", *argv)
+    assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_run_is_a_clear_error(cli, tmp_path):
+    r = cli("report", tmp_path / "nothing", "-o", tmp_path / "out")
+    assert r.code == 2 and "no run store at" in r.err
+
+
+@pytest.mark.parametrize("name, expected", [("lion", True), ("signum", True), ("lion_strong_wd", True),
+                                            ("adamw", False), ("signsgd", False), ("rmsprop", False)])
+def test_sign_momentum_is_the_sign_of_a_value_that_reads_state(name, expected):
+    assert sign_momentum(load_zoo(name)).found is expected
+
+
+def test_a_dead_sign_of_momentum_does_not_count():
+    program = parse_program("""def f(w, g, lr, m):
+    s = sign(m)
+    m = interp(g, m, 0.9)
+    u = m * lr
+    return u, m""", validate=False)
+    assert sign_momentum(program).found is False
