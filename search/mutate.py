@@ -242,6 +242,35 @@ def split(rng: random.Random, d: _Draft) -> bool:
     return True
 
 
+def swap(rng: random.Random, d: _Draft) -> bool:
+    """Exchange the order of two chained statements: `t = f(x, a); u = h(t, b)` becomes
+    `t' = h(x, b); u = f(t', a)`, where `t` had no other use. The sign of a sum becomes the sign of
+    one term plus the other (`sign(d + wd * w)` -> `sign(d) + wd * w`: decay outside the sign),
+    a clip before a momentum moves after it, a square root before a mean after it."""
+    pairs = []
+    for i, outer in enumerate(d.body):
+        for k, a in enumerate(outer.args):
+            if not isinstance(a, Var) or len(d.uses(a.name)) != 1:
+                continue
+            j = d.definition(a.name)
+            if j < 0:
+                continue
+            inner = d.body[j]
+            slots = [m for m, b in enumerate(inner.args) if isinstance(b, Var) and m not in OPS[inner.op].coefficient_args]
+            if slots and k not in OPS[outer.op].coefficient_args:
+                pairs.append((i, k, j, slots))
+    if not pairs:
+        return False
+    i, k, j, slots = rng.choice(pairs)
+    outer, inner = d.body[i], d.body[j]
+    m = rng.choice(slots)
+    first = Statement(d.fresh(), outer.op, outer.args[:k] + (inner.args[m],) + outer.args[k + 1:])
+    second = Statement(outer.target, inner.op, inner.args[:m] + (Var(first.target),) + inner.args[m + 1:])
+    d.body[i:i + 1] = [first, second]
+    del d.body[j]
+    return True
+
+
 def change_arg(rng: random.Random, d: _Draft) -> bool:
     """One argument of a statement reads another available value or a constant."""
     with_args = [i for i, s in enumerate(d.body) if s.args]
@@ -348,7 +377,7 @@ def add_state(rng: random.Random, d: _Draft) -> bool:
 
 MUTATIONS = {"insert": insert, "wrap": wrap, "delete": delete, "split": split, "change_arg": change_arg,
              "change_op": change_op, "perturb_constant": perturb_constant, "perturb_all": perturb_all,
-             "add_state": add_state}
+             "add_state": add_state, "swap": swap}
 
 
 def to_ssa(program: Program) -> Program:

@@ -22,6 +22,7 @@ DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
     "perturb_constant": 2.0,  # a constant moves in log space (betas in log(1 - beta) space)
     "perturb_all": 1.0,       # every constant moves a little at once (coupled constants climb together)
     "add_state": 0.3,         # a new state: a moving average of a value, spliced into one use
+    "swap": 1.0,              # two chained statements change order: sign(d + wd * w) -> sign(d) + wd * w
 }
 
 

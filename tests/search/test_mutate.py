@@ -194,3 +194,25 @@ def test_perturb_all_moves_every_constant_a_little_at_once():
             ratio = (1 - a) / (1 - b) if 0.5 <= b < 1 else a / b
             assert 1 / 3 < ratio < 3, (a, b)
     assert moved_all > 60, moved_all  # the smallest steps can round back to a constant's old value
+
+
+def test_swap_takes_the_decay_out_of_the_sign():
+    # sign(c + wd * w) -> sign(c) + wd * w: the move that turns a sign over AdamW's whole update into Lion
+    inside = parse_program("""def f(w, g, lr, m):
+    c = interp(g, m, 0.9)
+    decay = w * 0.5
+    u = c + decay
+    u = sign(u)
+    u = u * lr
+    m = interp(g, m, 0.99)
+    return u, m""")
+    lion = load_zoo("lion_strong_wd")
+    rng = random.Random(0)
+    found = 0
+    for _ in range(100):
+        d = _Draft.of(to_ssa(inside))
+        if MUTATIONS["swap"](rng, d):
+            child = d.program()
+            check(child)  # chained statements swapped keep every name defined before it is read
+            found += matches(child, lion)
+    assert found >= 5, found
