@@ -244,6 +244,7 @@ _SEARCH = {
     "restart_from": (_str(("best", "warm_start")), "best"), "mutations": (_mutations, dict(DEFAULT_MUTATION_WEIGHTS)),
     "ops": (_ops, None), "length_penalty": (_float(0), 0.0), "memory_penalty": (_float(0), 0.0),
     "simplify_children": (_bool, True), "tune_share": (_float(0, 1), 0.0),
+    "sweep_after": (_int(1, optional=True), None),
 }
 _EVALUATION = {
     "tasks": (_tasks, ("imitate/small",)), "seeds": (_int(1), 1),
@@ -289,7 +290,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
         seed=top["seed"], warm_start=top["warm_start"], population=s["population"], tournament=s["tournament"],
         max_statements=s["max_statements"], restart_after=s["restart_after"],
         restart_min_gain=s["restart_min_gain"], restart_from=s["restart_from"], mutation_weights=s["mutations"],
-        tune_share=s["tune_share"],
+        tune_share=s["tune_share"], sweep_after=s["sweep_after"],
         ops=s["ops"], length_penalty=s["length_penalty"], memory_penalty=s["memory_penalty"],
         simplify_children=s["simplify_children"], evaluations=b["evaluations"], seconds=b["seconds"],
         stop_fitness=b["stop_fitness"], target=b["target"],

@@ -54,7 +54,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     """Write `program.py`, `optimizer.py`, `REPORT.md` and `report.json` into `out_dir`; returns the report."""
     from optsearch.discovered import load_zoo, zoo_names
     from optsearch.dsl.export import export_program
-    from optsearch.evaluators import evaluate
+    from optsearch.evaluators import EvalJob, run_job
     from optsearch.search.simplify import simplify
 
     config = stored_config(run_dir)
@@ -86,13 +86,15 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         if task not in TASKS or (size or "small") not in TASKS[task].sizes:
             raise OptsearchError(f"--task {t}: no such task and size (optsearch tasks lists them)")
     e = config.search.evaluation
-    contenders = {name: program, **{b: load_zoo(b) for b in baselines}}
+    label = name if name not in baselines else f"{name} (found)"
+    contenders = {label: program, **{b: load_zoo(b) for b in baselines}}
     table: dict[str, dict[str, float | None]] = {}
     started = time.perf_counter()
     for label, p in contenders.items():
         say(f"evaluating {label} on {', '.join(held_out)} ({seeds} seed(s), {len(e.lr_multipliers)} learning rates)")
-        result = evaluate(p, held_out, seeds=range(seeds), lr_multipliers=e.lr_multipliers, time_limit=e.time_limit,
-                          device=e.device if e.device != "auto" else "cpu")
+        # as the run evaluated its candidates: same lr grid, time limit, device rule and subspace
+        result = run_job(EvalJob(print_program(p), tuple(held_out), tuple(range(seeds)), tuple(e.lr_multipliers),
+                                 e.time_limit, e.device, e.subspace))
         table[label] = {f"{s.task}/{s.size}": _finite(s.fitness) for s in result.scores}
         table[label]["mean"] = _finite(result.fitness)
     momentum = sign_momentum(program)
@@ -133,8 +135,9 @@ def _markdown(r: dict) -> str:
              "```python", r["program"].rstrip(), "```", "",
              "## Against AdamW and Lion where the search did not look", "",
              f"Fitness against tuned AdamW (0 = tuned AdamW, higher is better), {r['seeds']} seed(s), the best of "
-             f"the run's learning-rate multipliers {r['lr_multipliers']} per seed. `adamw` and `lion` are the zoo "
-             "programs (AdamW with weight decay 0.01; Lion with betas 0.9/0.99, weight decay 0.01).", "",
+             f"the run's learning-rate multipliers {r['lr_multipliers']} per seed. The others are zoo programs "
+             "as written in `discovered/zoo/` (`adamw`: weight decay 0.01; `lion`: betas 0.9/0.99, weight decay "
+             "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay.", "",
              "| program | " + " | ".join(tasks) + " | mean |", "| --- |" + " --- |" * (len(tasks) + 1)]
     for label, scores in r["fitness"].items():
         lines.append(f"| {label} | " + " | ".join(_fmt(scores.get(t)) for t in tasks) + f" | {_fmt(scores['mean'])} |")

@@ -27,7 +27,7 @@ from optsearch.dsl import Program, canonicalize, check, parse_program, print_pro
 from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, matches, screen, screen_child
-from optsearch.search.mutate import mutate
+from optsearch.search.mutate import mutate, neighbours
 from optsearch.search.settings import CONSTANT_MUTATIONS, SearchSettings
 from optsearch.search.store import RunStore
 
@@ -54,6 +54,10 @@ class Counters:
     last_improvement: int = 0    # evaluation index of the last improvement (by restart_min_gain) since a restart
     stall_mark: float | None = None  # the best fitness since the last restart, as of that improvement
     elapsed: float = 0.0         # seconds spent searching, over every session of the run
+    sweep_of: int | None = None        # the program whose neighbourhood is being swept ...
+    sweep_pos: int = 0                 # ... and how many of its neighbours were drawn
+    swept: list = field(default_factory=list)  # programs whose neighbourhood was swept
+    sweep_skipped: int = 0             # neighbours passed over: invalid or equivalent to a known program
     found_target: int | None = None   # program id that matched the target
     found_at: int | None = None       # ... after this many evaluations
     rejected_reasons: dict = field(default_factory=dict)
@@ -112,6 +116,7 @@ class Evolution:
         self._session_start = time.monotonic()
         self._elapsed_base = 0.0
         self._idle = 0
+        self._neighbours: dict[int, list] = {}                # the swept program's neighbours, made once
         self._load()
 
     # --- state in and out of the store ------------------------------------------------------------
@@ -231,38 +236,53 @@ class Evolution:
         if s.tune_share and self.rng.random() < s.tune_share:
             weights = {k: s.mutation_weights.get(k, 0.0) for k in CONSTANT_MUTATIONS}
             if sum(weights.values()) > 0:
-                return max(self.population, key=lambda m: m[2])[1], weights, "tune:"
+                return self._population_best(), weights, "tune:"
         return self._tournament(), s.mutation_weights, ""
+
+    def _population_best(self) -> int:
+        return max(self.population, key=lambda m: m[2])[1]
+
+    def _sweep_child(self) -> tuple[int, Program, str] | None:
+        """The next untried single-edit neighbour of a stalled best (`sweep_after`), or None."""
+        c, after = self.counters, self.settings.sweep_after
+        if c.sweep_of is None and after is not None and c.evaluations - c.last_improvement >= after:
+            best = self._population_best()
+            if best not in c.swept:
+                c.swept.append(best)
+                c.sweep_of, c.sweep_pos = best, 0
+        if c.sweep_of is None:
+            return None
+        if c.sweep_of not in self._neighbours:
+            self._neighbours = {c.sweep_of: neighbours(self.program(c.sweep_of))}
+        todo = self._neighbours[c.sweep_of]
+        if c.sweep_pos >= len(todo):
+            c.sweep_of = None
+            return None
+        child, name = todo[c.sweep_pos]
+        c.sweep_pos += 1
+        return c.sweep_of, child, "sweep:" + name
 
     def _spawn(self) -> None:
         """Make one child: screen it, reuse an equivalent program's fitness, or send it out."""
         c = self.counters
-        parent_id, weights, tag = self._parent()
-        parent_hash = self._hash_of.get(parent_id)
-        child, names = self.program(parent_id), []
-        for _ in range(MAX_CHAIN):
-            drawn = mutate(child, self.rng, weights, self.settings.ops)
-            if drawn is None:
-                continue
-            child, name = drawn
-            names.append(name)
+        swept = self._sweep_child()
+        if swept is not None:
+            # A neighbour is tried only if it is new behaviour: invalid ones and ones equivalent to a
+            # known program are passed over without a trace (a sweep must not flood the population
+            # or the store with known programs, nor count as the search's children).
+            parent_id, child, mutation = swept
             child, s = screen_child(child, self.settings.max_statements, self.settings.simplify_children)
-            if not s.ok:
-                c.children += 1
-                c.rejected += 1
-                key = s.reason.split(":")[0]
-                c.rejected_reasons[key] = c.rejected_reasons.get(key, 0) + 1
-                self._idle += 1
+            if not s.ok or self.cache.lookup(s.hash, s.fingerprint) is not None:
+                c.sweep_skipped += 1
                 return
-            if s.hash != parent_hash:
-                break
         else:
-            self._idle += 1
-            return
+            drawn = self._mutated_child()
+            if drawn is None:
+                return
+            parent_id, child, s, mutation = drawn
         c.children += 1
         canonical = canonicalize(child)
         text = print_program(replace(canonical, name="candidate"))
-        mutation = tag + "+".join(names)
         hit = self.cache.lookup(s.hash, s.fingerprint)
         if hit is not None and hit[0] not in self._fitness:
             c.inflight_duplicates += 1          # its twin is still being evaluated
@@ -291,6 +311,38 @@ class Evolution:
             self._save_state()
         if hit is None:
             self._submit(pid)
+
+    def _mutated_child(self) -> tuple[int, Program, object, str] | None:
+        """A child of a tournament winner (or a tuning child of the best), mutated until its
+        behaviour differs from its parent's; None if it was rejected or never differed."""
+        parent_id, weights, tag = self._parent()
+        parent_hash = self._hash_of.get(parent_id)
+        child, names = self.program(parent_id), []
+        for _ in range(MAX_CHAIN):
+            drawn = mutate(child, self.rng, weights, self.settings.ops)
+            if drawn is None:
+                continue
+            child, name = drawn
+            names.append(name)
+            child, s = screen_child(child, self.settings.max_statements, self.settings.simplify_children)
+            if not s.ok:
+                self._reject(s)
+                return None
+            if s.hash != parent_hash:
+                return parent_id, child, s, tag + "+".join(names)
+        self._idle += 1
+        return None
+
+    def _reject(self, s) -> None:
+        """A child that costs nothing: invalid (counted, with its reason) or its parent's twin."""
+        c = self.counters
+        self._idle += 1
+        if s.ok:
+            return
+        c.children += 1
+        c.rejected += 1
+        key = s.reason.split(":")[0]
+        c.rejected_reasons[key] = c.rejected_reasons.get(key, 0) + 1
 
     def _submit(self, program_id: int) -> None:
         e = self.settings.evaluation
@@ -373,6 +425,7 @@ class Evolution:
             c.best_id, c.best_fitness = pid, fitness
         if c.stall_mark is None or fitness > c.stall_mark + self.settings.restart_min_gain:
             c.last_improvement, c.stall_mark = c.evaluations, fitness
+            c.sweep_of = None        # progress: the next sweep, if any, is of a better program
 
     def _maybe_restart(self) -> None:
         c, after = self.counters, self.settings.restart_after
@@ -387,7 +440,7 @@ class Evolution:
         start = WARM_START_ID if self.settings.restart_from == "warm_start" else c.best_id
         fitness = self._fitness[start]
         score = self._score(self.program(start), fitness, self._memory.get(start))
-        c.stall_mark = None
+        c.stall_mark = c.sweep_of = None
         for _ in range(self.settings.population):
             self._join(start, fitness, score)
         gain = f" by {self.settings.restart_min_gain:g}" if self.settings.restart_min_gain else ""

@@ -206,18 +206,25 @@ def delete(rng: random.Random, d: _Draft) -> bool:
     """Remove a statement; its uses read one of its variable arguments instead."""
     if not d.body:
         return False
-    types = _types(d)
     i = rng.randrange(len(d.body))
-    s = d.body[i]
-    rtype = types[s.target]
-    choices = [a for a in s.args if isinstance(a, Var) and (rtype == "scalar" or types.get(a.name) == "tensor")]
+    choices = _keepable(d, i, _types(d))
     if not choices:
         return False
-    keep = rng.choice(choices).name
-    uses = d.uses(s.target, after=i)
+    _delete_at(d, i, rng.choice(choices))
+    return True
+
+
+def _keepable(d: _Draft, i: int, types: dict[str, str]) -> list[str]:
+    """The arguments of statement `i` its uses may read when it is deleted (a tensor stays a tensor)."""
+    s = d.body[i]
+    rtype = types[s.target]
+    return [a.name for a in s.args if isinstance(a, Var) and (rtype == "scalar" or types.get(a.name) == "tensor")]
+
+
+def _delete_at(d: _Draft, i: int, keep: str) -> None:
+    uses = d.uses(d.body[i].target, after=i)
     del d.body[i]
     d.redirect([(u - 1 if u >= 0 else u, j) for u, j in uses], keep)
-    return True
 
 
 def split(rng: random.Random, d: _Draft) -> bool:
@@ -247,28 +254,38 @@ def swap(rng: random.Random, d: _Draft) -> bool:
     `t' = h(x, b); u = f(t', a)`, where `t` had no other use. The sign of a sum becomes the sign of
     one term plus the other (`sign(d + wd * w)` -> `sign(d) + wd * w`: decay outside the sign),
     a clip before a momentum moves after it, a square root before a mean after it."""
-    pairs = []
+    chains = _swappable(d)
+    if not chains:
+        return False
+    i, k, j, slots = rng.choice(chains)
+    _swap_at(d, i, k, j, rng.choice(slots))
+    return True
+
+
+def _swappable(d: _Draft) -> list[tuple[int, int, int, list[int]]]:
+    """(outer statement, its argument reading the inner, inner statement, the inner's arguments
+    that may move to the outer) for every chain a `swap` can reorder."""
+    out = []
     for i, outer in enumerate(d.body):
         for k, a in enumerate(outer.args):
-            if not isinstance(a, Var) or len(d.uses(a.name)) != 1:
+            if not isinstance(a, Var) or k in OPS[outer.op].coefficient_args or len(d.uses(a.name)) != 1:
                 continue
             j = d.definition(a.name)
             if j < 0:
                 continue
             inner = d.body[j]
             slots = [m for m, b in enumerate(inner.args) if isinstance(b, Var) and m not in OPS[inner.op].coefficient_args]
-            if slots and k not in OPS[outer.op].coefficient_args:
-                pairs.append((i, k, j, slots))
-    if not pairs:
-        return False
-    i, k, j, slots = rng.choice(pairs)
+            if slots:
+                out.append((i, k, j, slots))
+    return out
+
+
+def _swap_at(d: _Draft, i: int, k: int, j: int, m: int) -> None:
     outer, inner = d.body[i], d.body[j]
-    m = rng.choice(slots)
     first = Statement(d.fresh(), outer.op, outer.args[:k] + (inner.args[m],) + outer.args[k + 1:])
     second = Statement(outer.target, inner.op, inner.args[:m] + (Var(first.target),) + inner.args[m + 1:])
     d.body[i:i + 1] = [first, second]
     del d.body[j]
-    return True
 
 
 def change_arg(rng: random.Random, d: _Draft) -> bool:
@@ -284,8 +301,45 @@ def change_arg(rng: random.Random, d: _Draft) -> bool:
     others = s.args[:j] + s.args[j + 1:]
     if new == s.args[j] or (isinstance(new, Const) and not any(isinstance(a, Var) for a in others)):
         return False
-    d.body[i] = replace(s, args=s.args[:j] + (new,) + s.args[j + 1:])
+    _set_arg(d, i, j, new)
     return True
+
+
+def _set_arg(d: _Draft, i: int, j: int, operand: Operand) -> None:
+    s = d.body[i]
+    d.body[i] = replace(s, args=s.args[:j] + (operand,) + s.args[j + 1:])
+
+
+def neighbours(program: Program) -> list[tuple[Program, str]]:
+    """Every program one structural edit away, in a fixed order: each statement deleted (for each
+    argument its uses may read instead), each variable argument reading each other available value
+    of an acceptable type, each chain swapped. The search's sweep tries them all on a stalled best:
+    the last steps to an exact form are often single edits too rare to draw at random (a decay term
+    reading `w` rather than a moving average of `w`, a no-op `minimum(lr, 1.7)` dropped)."""
+    base = _Draft.of(to_ssa(program))
+    types = _types(base)
+    out: list[tuple[Program, str]] = []
+
+    def edit(name: str, change) -> None:
+        d = _Draft.of(base.program())
+        change(d)
+        out.append((d.program(), name))
+
+    for i in range(len(base.body)):
+        for keep in _keepable(base, i, types):
+            edit("delete", lambda d, i=i, keep=keep: _delete_at(d, i, keep))
+    for i, s in enumerate(base.body):
+        for j, a in enumerate(s.args):
+            if not isinstance(a, Var) or j in OPS[s.op].coefficient_args:
+                continue
+            want = OPS[s.op].types()[j]
+            for n in base.available(i):
+                if n != a.name and (want != "tensor" or types.get(n) == "tensor"):
+                    edit("change_arg", lambda d, i=i, j=j, n=n: _set_arg(d, i, j, Var(n)))
+    for i, k, j, slots in _swappable(base):
+        for m in slots:
+            edit("swap", lambda d, site=(i, k, j, m): _swap_at(d, *site))
+    return out
 
 
 def change_op(rng: random.Random, d: _Draft) -> bool:
@@ -311,7 +365,7 @@ def perturb_constant(rng: random.Random, d: _Draft) -> bool:
     new = perturb_value(s.args[j].value, rng)
     if new == s.args[j].value:
         return False
-    d.body[i] = replace(s, args=s.args[:j] + (Const(new),) + s.args[j + 1:])
+    _set_arg(d, i, j, Const(new))
     return True
 
 
@@ -334,7 +388,7 @@ def perturb_all(rng: random.Random, d: _Draft) -> bool:
         s = d.body[i]
         new = perturb_value(s.args[j].value, rng, (sigma,))
         moved |= new != s.args[j].value
-        d.body[i] = replace(s, args=s.args[:j] + (Const(new),) + s.args[j + 1:])
+        _set_arg(d, i, j, Const(new))
     return moved
 
 
@@ -415,4 +469,4 @@ def mutate(program: Program, rng: random.Random, weights: dict[str, float],
     return d.program(), name
 
 
-__all__ = ["CONSTANT_POOL", "MUTATIONS", "mutate", "perturb_value", "to_ssa"]
+__all__ = ["CONSTANT_POOL", "MUTATIONS", "mutate", "neighbours", "perturb_value", "to_ssa"]

@@ -76,6 +76,8 @@ class SearchSettings:
     restart_from: str = "best"                       # restart from the best so far or the warm start
     mutation_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
     tune_share: float = 0.0                          # children that only move the population best's constants
+    sweep_after: int | None = None                   # evaluations without progress (by restart_min_gain) -> try
+                                                     # every single-edit neighbour of the population best
     ops: dict[str, float] | None = None              # ops mutations may introduce, weighted (None: all)
     length_penalty: float = 0.0                      # selection score -= this x live statements (parsimony)
     memory_penalty: float = 0.0                      # selection score -= this x optimizer state per parameter

@@ -154,3 +154,18 @@ def test_tuning_children_move_only_the_constants_of_the_population_best(tmp_path
     _, again = _run(tmp_path / "q", replace(SETTINGS, tune_share=0.0))
     assert _programs(plain) == _programs(again)
     assert not any(r.mutation and r.mutation.startswith("tune:") for r in plain.programs())
+
+
+def test_a_stalled_best_has_its_whole_neighbourhood_tried_and_a_sweep_resumes_where_it_stopped(tmp_path):
+    settings = replace(SETTINGS, sweep_after=3, evaluations=30)
+    _, whole = _run(tmp_path / "whole", settings)
+    swept = [r for r in whole.programs() if r.mutation and r.mutation.startswith("sweep:")]
+    assert len(swept) >= 5
+    assert {r.mutation for r in swept} <= {"sweep:delete", "sweep:change_arg", "sweep:swap"}
+    counters = whole.get("search_state")["counters"]
+    assert set(r.parent for r in swept) <= set(counters["swept"])
+    # stopped in the middle and continued later: the same run, sweeps included
+    first, part = _run(tmp_path / "part", replace(settings, evaluations=17))
+    part.close()
+    _, part = _run(tmp_path / "part", settings, create=False)
+    assert _programs(part) == _programs(whole)

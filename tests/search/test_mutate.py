@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import Const, ProgramOptimizer, canonicalize, check, parse_program, print_program, structural_hash
+from optsearch.dsl import (Const, ProgramOptimizer, Var, canonicalize, check, parse_program, print_program,
+                           structural_hash)
 from optsearch.search.equivalence import matches
 from optsearch.search.mutate import MUTATIONS, _Draft, mutate, perturb_value, to_ssa
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
@@ -216,3 +217,33 @@ def test_swap_takes_the_decay_out_of_the_sign():
             check(child)  # chained statements swapped keep every name defined before it is read
             found += matches(child, lion)
     assert found >= 5, found
+
+
+LION_LAST_MILE = """def f(w, g, lr, m, s):
+    c = interp(g, m, 0.9)
+    u = sign(c)
+    m = interp(g, m, 0.99)
+    s = interp(w, s, 0.9)
+    decay = s * 0.5
+    u = u + decay
+    step_size = minimum(lr, 1.7)
+    u = u * step_size
+    return u, m, s"""
+
+
+def test_neighbours_hold_every_single_edit_in_a_fixed_order():
+    from optsearch.search.equivalence import screen_child
+    from optsearch.search.mutate import neighbours
+    # Lion two edits away: its decay reads a moving average of w, and lr passes through a no-op minimum
+    start = parse_program(LION_LAST_MILE)
+    first = neighbours(start)
+    assert first == neighbours(start)                        # deterministic: a sweep resumes by position
+    assert {name for _, name in first} == {"delete", "change_arg", "swap"}
+    valid = [screen_child(p, 24)[0] for p, _ in first if screen_child(p, 24)[1].ok]
+    assert len(valid) >= 10 and structural_hash(start) not in {structural_hash(p) for p in valid}
+    lion = load_zoo("lion_strong_wd")
+    # one edit each: decay reads w (the average becomes dead state), then the minimum goes
+    steps = [p for p in valid if any(s.op == "mul" and Var("w") in s.args for s in p.body)]
+    assert steps and not any(matches(p, lion) for p in valid)
+    assert any(matches(screen_child(q, 24)[0], lion) for p in steps for q, _ in neighbours(p)
+               if screen_child(q, 24)[1].ok)
