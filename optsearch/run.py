@@ -20,6 +20,7 @@ from optsearch.evaluators import Executor, InlineExecutor
 from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
+from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
 from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
@@ -39,7 +40,7 @@ def open_store(config: RunConfig, run_dir: Path, resume: bool) -> RunStore:
     if not (run_dir / RUN_DB).is_file():
         raise OptsearchError(f"--resume: no run store at {run_dir} (start it without --resume)")
     store = RunStore.open(run_dir)
-    stored = store.config
+    stored = parse_config(as_stored(store.config), str(run_dir / RUN_DB), default_name=run_dir.name).raw
     for key in FIXED_SECTIONS:
         if stored.get(key) != config.raw.get(key):
             store.close()
@@ -53,7 +54,18 @@ def stored_config(run_dir: Path) -> RunConfig:
     """The config a run was started with, as the store keeps it."""
     with RunStore.open(run_dir, readonly=True) as store:
         raw = store.config
-    return parse_config(raw, str(run_dir / RUN_DB), default_name=run_dir.name)
+    return parse_config(as_stored(raw), str(run_dir / RUN_DB), default_name=run_dir.name)
+
+
+def as_stored(raw: dict) -> dict:
+    """A stored config as this version reads it: a run keeps the search it started with, so a
+    mutation added to optsearch since then stays off (weight 0) rather than taking its default
+    (new settings default to off already). The store keeps every weight, so a missing one is new."""
+    search = raw.get("search")
+    if isinstance(search, dict) and isinstance(search.get("mutations"), dict):
+        off = {name: 0.0 for name in DEFAULT_MUTATION_WEIGHTS}
+        raw = {**raw, "search": {**search, "mutations": {**off, **search["mutations"]}}}
+    return raw
 
 
 def make_executor(settings: ExecutorSettings) -> Executor:
@@ -169,6 +181,6 @@ def identifier(name: str) -> str:
     return clean if clean.isidentifier() else f"program_{clean}"
 
 
-__all__ = ["choose_winner", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
+__all__ = ["as_stored", "choose_winner", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
            "stored_config",
            "with_overrides"]

@@ -87,3 +87,20 @@ def test_missing_runs_and_bad_arguments_are_one_line_errors(cli, config, tmp_pat
     r = cli(*[a.format(tmp=tmp_path) for a in argv])
     assert r.code == 2
     assert message.format(tmp=tmp_path) in r.err and r.err.count("\n") == 1
+
+
+def test_a_run_started_by_an_older_optsearch_resumes_with_the_search_it_began(cli, config, tmp_path):
+    from optsearch.run import stored_config
+    from optsearch.search.store import RunStore
+    run = tmp_path / "run"
+    assert cli("evolve", config, "--run-dir", run, "--quiet", "--max-evals", "3").code == 0
+    with RunStore.open(run) as store:  # as a version without the `swap` mutation and `tune_share` stored it
+        old = store.config
+        search = {k: v for k, v in old["search"].items() if k != "tune_share"}
+        search["mutations"] = {k: v for k, v in search["mutations"].items() if k != "swap"}
+        store.set("config", {**old, "search": search})
+    r = cli("resume", run, "--quiet", "--max-evals", "5")
+    assert r.code == 0, r.err
+    resumed = stored_config(run).search
+    assert resumed.mutation_weights["swap"] == 0.0 and resumed.tune_share == 0.0  # still the search it began
+    assert resumed.mutation_weights["wrap"] == 1.5
