@@ -47,6 +47,8 @@ def add_run_commands(command: AddCommand) -> None:
     rep.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per task (default: %(default)s)")
     rep.add_argument("--baseline", action="append", metavar="ZOO",
                      help="a zoo program to compare with (repeatable; default: adamw and lion)")
+    rep.add_argument("--time-limit", type=float, metavar="S",
+                     help="seconds per program over all its tasks (default: none)")
 
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
@@ -183,10 +185,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     from optsearch.report import BASELINES, write_report
     if args.seeds < 1:
         raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
+        raise OptsearchError(f"--time-limit must be a number > 0, got {args.time_limit}")
     with RunStore.open(Path(args.run_dir), readonly=True):   # a missing run fails here, before any work
         pass
     r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
-                     tuple(args.baseline or BASELINES), say=lambda line: print(line, flush=True))
+                     tuple(args.baseline or BASELINES), args.time_limit,
+                     say=lambda line: print(line, flush=True))
     means = [f"{k} {v['mean']:+.4f}" if v["mean"] is not None else f"{k} failed" for k, v in r["fitness"].items()]
     print(f"{r['name']}: sign-based momentum {'yes' if r['sign_momentum'] else 'no'}; "
           f"fitness on held-out tasks {', '.join(means)}")

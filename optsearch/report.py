@@ -49,7 +49,7 @@ def sign_momentum(program: Program) -> SignMomentum:
 
 
 def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, tasks: Sequence[str] | None = None,
-                 seeds: int = 2, baselines: Sequence[str] = BASELINES,
+                 seeds: int = 2, baselines: Sequence[str] = BASELINES, time_limit: float | None = None,
                  say: Callable[[str], None] = lambda line: None) -> dict:
     """Write `program.py`, `optimizer.py`, `REPORT.md` and `report.json` into `out_dir`; returns the report."""
     from optsearch.discovered import load_zoo, zoo_names
@@ -89,13 +89,16 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     label = name if name not in baselines else f"{name} (found)"
     contenders = {label: program, **{b: load_zoo(b) for b in baselines}}
     table: dict[str, dict[str, float | None]] = {}
+    failures: dict[str, dict[str, str]] = {}
     started = time.perf_counter()
     for label, p in contenders.items():
         say(f"evaluating {label} on {', '.join(held_out)} ({seeds} seed(s), {len(e.lr_multipliers)} learning rates)")
-        # as the run evaluated its candidates: same lr grid, time limit, device rule and subspace
+        # as the run evaluated its candidates (lr grid, device rule, subspace), without its time
+        # limit: a report is a deliberate evaluation on tasks that may be slower than the search's
         result = run_job(EvalJob(print_program(p), tuple(held_out), tuple(range(seeds)), tuple(e.lr_multipliers),
-                                 e.time_limit, e.device, e.subspace))
+                                 time_limit, e.device, e.subspace))
         table[label] = {f"{s.task}/{s.size}": _finite(s.fitness) for s in result.scores}
+        failures[label] = {f"{s.task}/{s.size}": s.status for s in result.scores if s.status != "ok"}
         table[label]["mean"] = _finite(result.fitness)
     momentum = sign_momentum(program)
     report = {
@@ -104,9 +107,13 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         "search_scores": search_scores, "found_at_evaluation": row.eval_index,
         "seed": config.search.seed, "evaluations": state.get("evaluations"), "seconds": state.get("elapsed"),
         "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
-        "lr_multipliers": list(e.lr_multipliers), "fitness": table, "sign_momentum": momentum.found,
+        "lr_multipliers": list(e.lr_multipliers), "fitness": table, "failures": failures, "sign_momentum": momentum.found,
         "sign_statement": momentum.where, "lineage": lineage, "program": print_program(program),
         "raw_program": row.text, "evaluation_seconds": time.perf_counter() - started,
+        "command": " ".join(["optsearch report", str(run_dir), "--id", str(program_id), "-o", str(out_dir),
+                             *(f"--task {t}" for t in held_out), "--seeds", str(seeds),
+                             *(f"--baseline {b}" for b in baselines if tuple(baselines) != BASELINES),
+                             *(["--time-limit", f"{time_limit:g}"] if time_limit is not None else [])]),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     header = f"# Found by optsearch: {run_dir}#{program_id}, simplified exactly; report in REPORT.md.\n"
@@ -121,13 +128,15 @@ def _markdown(r: dict) -> str:
     tasks = r["held_out"]
     lines = [f"# {r['name']}", "",
              f"Program #{r['program_id']} of the run `{r['run']}`, simplified exactly (`program.py`); its "
-             f"torch.optim export is `optimizer.py`. Made by `optsearch report {r['run']} --id {r['program_id']}`.", "",
+             f"torch.optim export is `optimizer.py`. Made by `{r['command']}`.", "",
              "## How it was found", "",
              f"- Seed {r['seed']}, warm start `{r['config'].get('warm_start')}`, search tasks "
              f"{', '.join(r['config']['evaluation']['tasks'])}.",
              f"- The run made {r['evaluations']} evaluations in {_duration(r['seconds'])}"
              + (f" and stopped on `{r['finished']['reason']}`" if r.get("finished") else " (not finished)") + ".",
-             f"- This program was evaluation {r['found_at_evaluation']}, made by `{r['mutation']}`; search fitness "
+             (f"- This program was evaluation {r['found_at_evaluation']}" if r["found_at_evaluation"] is not None
+              else "- This program was a cache hit (it behaves as an evaluated program, whose fitness it took)")
+             + f", made by `{r['mutation']}`; search fitness "
              f"{_fmt(r['search_fitness'])}" + (f", funnel fitness {_fmt(r['funnel_fitness'])}"
                                                 if r["funnel_fitness"] is not None else "") + " (0 = tuned AdamW).",
              f"- Sign-based momentum: **{'yes' if r['sign_momentum'] else 'no'}**"
@@ -140,7 +149,9 @@ def _markdown(r: dict) -> str:
              "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay.", "",
              "| program | " + " | ".join(tasks) + " | mean |", "| --- |" + " --- |" * (len(tasks) + 1)]
     for label, scores in r["fitness"].items():
-        lines.append(f"| {label} | " + " | ".join(_fmt(scores.get(t)) for t in tasks) + f" | {_fmt(scores['mean'])} |")
+        failed = r["failures"].get(label, {})
+        cells = [failed.get(t) or _fmt(scores.get(t)) for t in tasks]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_fmt(scores['mean'])} |")
     lines += ["", "## Lineage (warm start first)", "", "| id | evaluation | mutation | fitness |",
               "| --- | --- | --- | --- |"]
     for step in reversed(r["lineage"]):

@@ -1,12 +1,13 @@
 """`optsearch report`: a run's winner shipped as program, export and report, beside AdamW and Lion."""
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from optsearch.discovered import load_zoo
-from optsearch.dsl import load_program, parse_program
+from optsearch.dsl import load_program, parse_program, print_program
 from optsearch.report import sign_momentum
 
 CONFIG = """
@@ -77,11 +78,21 @@ def test_report_on_any_program_and_task(cli, run, tmp_path):
     (["--task", "nope/small"], "--task nope/small: no such task and size"),
     (["--baseline", "nope"], "--baseline 'nope': not a zoo program"),
     (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--time-limit", "0"], "--time-limit must be a number > 0"),
 ])
 def test_bad_requests_fail_in_one_line_before_any_work(cli, run, tmp_path, argv, message):
     r = cli("report", run, "-o", tmp_path / "out", *argv)
     assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_task_that_fails_shows_its_status_not_a_number(cli, run, tmp_path):
+    r = cli("report", run, "--id", 1, "-o", tmp_path / "slow", "--task", "mlp", "--seeds", 1, "--baseline", "lion",
+            "--time-limit", "0.01")
+    assert r.code == 0, r.err
+    report = json.loads((tmp_path / "slow" / "report.json").read_text())
+    assert report["failures"]["slow"] == {"mlp/small": "timeout"} and report["fitness"]["slow"]["mean"] is None
+    assert "| slow | timeout | - |" in (tmp_path / "slow" / "REPORT.md").read_text()
 
 
 def test_a_missing_run_is_a_clear_error(cli, tmp_path):
@@ -102,3 +113,26 @@ def test_a_dead_sign_of_momentum_does_not_count():
     u = m * lr
     return u, m""", validate=False)
     assert sign_momentum(program).found is False
+
+
+FOUND = sorted((Path(__file__).resolve().parents[2] / "discovered" / "found").glob("*/program.py"))
+
+
+@pytest.mark.parametrize("program_file", FOUND, ids=[p.parent.name for p in FOUND])
+def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
+    folder = program_file.parent
+    program = load_program(program_file)
+    report = json.loads((folder / "report.json").read_text())
+    assert report["program"].strip() == print_program(program).strip()
+    assert sign_momentum(program).found is report["sign_momentum"]
+    spec = importlib.util.spec_from_file_location(f"found_{folder.name}", folder / "optimizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+               and v is not torch.optim.Optimizer)
+    w = torch.nn.Parameter(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    opt = cls([w], lr=1e-3)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    assert torch.isfinite(w).all()
+    assert "## Against AdamW and Lion where the search did not look" in (folder / "REPORT.md").read_text()
