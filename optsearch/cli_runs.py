@@ -12,7 +12,7 @@ from typing import Callable
 
 from optsearch.config import load_config
 from optsearch.dsl import OptsearchError, parse_program
-from optsearch.run import evolve, run_dir_for, stored_config, with_overrides
+from optsearch.run import chosen_by, evolve, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
 
@@ -155,6 +155,7 @@ def _summary(outcome: Outcome, store: RunStore, run_dir: Path) -> str:
     if w:
         basis = (f"fitness {_fmt(w['funnel_fitness'])} on the funnel's held-out tasks, {_fmt(w['fitness'])} on the "
                  f"search tasks" if w["basis"] == "funnel" else f"fitness {_fmt(w['fitness'])}")
+        basis += ", the match of the target" if w["basis"] == "target" else ""
         lines.append(f"winner: {run_dir}#{w['id']}, {basis} (0 = tuned AdamW, higher is better)")
         lines.append(_indent(Path(w["program"]).read_text()))
         lines.append(f"exported: {w['export']} (program: {w['program']})")
@@ -273,7 +274,7 @@ def _show_text(r: dict, table) -> str:
     lines += ["", f"best on the search tasks: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
     w = r["winner"]
     if w:
-        lines += ["", f"winner: #{w['id']} (chosen on the {w['basis']} fitness), exported to {w['export']} "
+        lines += ["", f"winner: #{w['id']} (chosen {chosen_by(w['basis'])}), exported to {w['export']} "
                       f"(program: {w['program']})"]
     lines += ["", "lineage (newest first):"]
     lines.append(table([("id", "fitness", "eval", "mutation")] + [

@@ -136,12 +136,21 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
 
 
 def choose_winner(store: RunStore) -> tuple[int, str] | None:
-    """The run's winner: the best funnel fitness if any program was re-checked, else the best search fitness."""
+    """The run's winner: the program that matched the run's target if one did, else the best funnel
+    fitness if any program was re-checked, else the best search fitness."""
+    found = ((store.get("search_state") or {}).get("counters") or {}).get("found_target")
+    if found is not None:
+        return found, "target"
     checked = store.programs("funnel_status = 'ok' AND funnel_fitness IS NOT NULL", order="funnel_fitness DESC, id")
     if checked:
         return checked[0].id, "funnel"
     ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
     return (ranked[0].id, "search") if ranked else None
+
+
+def chosen_by(basis: str) -> str:
+    """How a winner was chosen, in words (`basis` from `choose_winner`)."""
+    return "as the match of the run's target" if basis == "target" else f"on the {basis} fitness"
 
 
 def finalize(store: RunStore, run_dir: Path) -> dict | None:
@@ -165,7 +174,7 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
     header = (f"# Found by optsearch: run {run_dir}, program #{pid} ({row.mutation or 'warm start'}).\n"
               f"# Search fitness {row.fitness:+.4f}"
               + (f", funnel fitness {row.funnel_fitness:+.4f}" if row.funnel_fitness is not None else "")
-              + f" (0 = tuned AdamW); chosen on the {basis} fitness.\n"
+              + f" (0 = tuned AdamW); chosen {chosen_by(basis)}.\n"
               + (f"# Simplified exactly ({len(steps)} rewrites) from {run_dir}#{pid}.\n" if steps else ""))
     best_py, best_opt = run_dir / "best.py", run_dir / "best_optimizer.py"
     write_atomically(best_py, header + print_program(simplified))
@@ -181,6 +190,6 @@ def identifier(name: str) -> str:
     return clean if clean.isidentifier() else f"program_{clean}"
 
 
-__all__ = ["as_stored", "choose_winner", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
+__all__ = ["as_stored", "choose_winner", "chosen_by", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
            "stored_config",
            "with_overrides"]

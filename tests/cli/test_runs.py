@@ -104,3 +104,17 @@ def test_a_run_started_by_an_older_optsearch_resumes_with_the_search_it_began(cl
     resumed = stored_config(run).search
     assert resumed.mutation_weights["swap"] == 0.0 and resumed.tune_share == 0.0  # still the search it began
     assert resumed.mutation_weights["wrap"] == 1.5
+
+
+def test_a_run_that_finds_its_target_ships_the_match(cli, tmp_path):
+    # the match, not the best fitness, is what a target run was for (here the warm start is the target)
+    config = tmp_path / "target.yaml"
+    config.write_text(CONFIG.replace("seed: 5", "seed: 5\nwarm_start: lion").replace(
+        "budget: {evaluations: 6}", "budget: {evaluations: 6, target: {program: lion}}"))
+    run = tmp_path / "run"
+    r = cli("evolve", config, "--run-dir", run, "--quiet")
+    assert r.code == 0, r.err
+    report = json.loads(cli("show", run, "--json").out)
+    assert report["winner"]["id"] == 1 and report["winner"]["basis"] == "target"
+    assert "chosen as the match of the run's target" in (run / "best.py").read_text()
+    assert "the match of the target" in r.out
