@@ -12,6 +12,8 @@ from typing import Callable
 
 from optsearch.config import load_config
 from optsearch.dsl import OptsearchError, parse_program
+from optsearch.report import BASELINES, write_report
+from optsearch.report import finite as _finite, fmt_fitness as _fmt
 from optsearch.run import chosen_by, evolve, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
@@ -183,13 +185,11 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from optsearch.report import BASELINES, write_report
     if args.seeds < 1:
         raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise OptsearchError(f"--time-limit must be a number > 0, got {args.time_limit}")
-    with RunStore.open(Path(args.run_dir), readonly=True):   # a missing run fails here, before any work
-        pass
+    # a missing run, a bad id, task or baseline fails in write_report before any evaluation
     r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
                      tuple(args.baseline or BASELINES), args.time_limit,
                      say=lambda line: print(line, flush=True))
@@ -310,14 +310,6 @@ def _plot(store: RunStore, path: Path, run_dir: Path) -> None:
 
 def _statements(text: str) -> int:
     return len(parse_program(text).body)
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:+.4f}"
 
 
 def _pct(a: int, b: int) -> str:

@@ -143,16 +143,25 @@ def _tasks(v, where: _Where):
     out = []
     for k, t in enumerate(v):
         w = where / k
-        name, _, size = _str()(t, w).partition("/")
-        size = size or "small"
-        if name not in TASKS:
-            close = difflib.get_close_matches(name, list(TASKS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise w.fail(f"unknown task '{name}'{hint}; tasks: {', '.join(TASKS)}")
-        if size not in TASKS[name].sizes:
-            raise w.fail(f"task '{name}' has sizes {', '.join(TASKS[name].sizes)}, got '{size}'")
-        out.append(f"{name}/{size}")
+        try:
+            out.append(task_spec(_str()(t, w)))
+        except ValueError as e:
+            raise w.fail(str(e)) from None
     return tuple(out)
+
+
+def task_spec(spec: str) -> str:
+    """`name/size` as a config or the command line gives it, checked against the task registry
+    (the size defaults to small); `ValueError` says what is wrong."""
+    name, _, size = spec.partition("/")
+    size = size or "small"
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, list(TASKS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown task '{name}'{hint}; tasks: {', '.join(TASKS)}")
+    if size not in TASKS[name].sizes:
+        raise ValueError(f"task '{name}' has sizes {', '.join(TASKS[name].sizes)}, got '{size}'")
+    return f"{name}/{size}"
 
 
 def _floats(v, where: _Where):

@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 
 import yaml
 
-from optsearch.dsl import OptsearchError, Program, check, parse_program, print_program
+from optsearch.config import task_spec
+from optsearch.dsl import OptsearchError, Program, Var, check, parse_program, print_program
 from optsearch.dsl.printer import format_statement
 from optsearch.files import write_atomically
-from optsearch.proxy_tasks import TASKS
 from optsearch.run import choose_winner, identifier, stored_config
 from optsearch.search.store import RunStore
 
@@ -41,7 +41,7 @@ def sign_momentum(program: Program) -> SignMomentum:
     a = check(program)
     depends: dict[str, set[str]] = {p: {p} for p in program.params}
     for i, s in enumerate(program.body):
-        reads = set().union(*(depends.get(x.name, set()) for x in s.args if hasattr(x, "name")))
+        reads = set().union(*(depends.get(x.name, set()) for x in s.args if isinstance(x, Var)))
         depends[s.target] = reads
         if s.op == "sign" and i in a.live and reads & set(program.state):
             return SignMomentum(True, format_statement(s))
@@ -70,21 +70,21 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         if program_id < 1 or program_id > store.count_programs():
             raise OptsearchError(f"{run_dir}#{program_id}: no such program (the run has {store.count_programs()})")
         row = store.program(program_id)
-        lineage = [{"id": r.id, "mutation": r.mutation or "", "fitness": _finite(r.fitness), "status": r.status,
+        lineage = [{"id": r.id, "mutation": r.mutation or "", "fitness": finite(r.fitness), "status": r.status,
                     "eval_index": r.eval_index} for r in store.lineage(program_id)]
-        search_scores = {f"{e['task']}/{e['size']}": _finite(e["fitness"])
+        search_scores = {f"{e['task']}/{e['size']}": finite(e["fitness"])
                          for e in store.evaluations(program_id, "search")}
         state = (store.get("search_state") or {}).get("counters", {})
         finished = store.get("finished")
     name = identifier(out_dir.name)
     raw = replace(parse_program(row.text), name=name)
     program = simplify(raw).after
-    held_out = list(tasks or (config.search.funnel.tasks if config.search.funnel else config.search.evaluation.tasks))
-    for k, t in enumerate(held_out):
-        task, _, size = t.partition("/")
-        held_out[k] = f"{task}/{size or 'small'}"
-        if task not in TASKS or (size or "small") not in TASKS[task].sizes:
-            raise OptsearchError(f"--task {t}: no such task and size (optsearch tasks lists them)")
+    held_out = []
+    for t in tasks or (config.search.funnel.tasks if config.search.funnel else config.search.evaluation.tasks):
+        try:
+            held_out.append(task_spec(t))
+        except ValueError as e:
+            raise OptsearchError(f"--task {t}: {e}") from None
     e = config.search.evaluation
     label = name if name not in baselines else f"{name} (found)"
     contenders = {label: program, **{b: load_zoo(b) for b in baselines}}
@@ -97,13 +97,13 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         # limit: a report is a deliberate evaluation on tasks that may be slower than the search's
         result = run_job(EvalJob(print_program(p), tuple(held_out), tuple(range(seeds)), tuple(e.lr_multipliers),
                                  time_limit, e.device, e.subspace))
-        table[label] = {f"{s.task}/{s.size}": _finite(s.fitness) for s in result.scores}
+        table[label] = {f"{s.task}/{s.size}": finite(s.fitness) for s in result.scores}
         failures[label] = {f"{s.task}/{s.size}": s.status for s in result.scores if s.status != "ok"}
-        table[label]["mean"] = _finite(result.fitness)
+        table[label]["mean"] = finite(result.fitness)
     momentum = sign_momentum(program)
     report = {
         "name": name, "run": str(run_dir), "program_id": program_id, "mutation": row.mutation,
-        "search_fitness": _finite(row.fitness), "funnel_fitness": _finite(row.funnel_fitness),
+        "search_fitness": finite(row.fitness), "funnel_fitness": finite(row.funnel_fitness),
         "search_scores": search_scores, "found_at_evaluation": row.eval_index,
         "seed": config.search.seed, "evaluations": state.get("evaluations"), "seconds": state.get("elapsed"),
         "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
@@ -137,7 +137,7 @@ def _markdown(r: dict) -> str:
              (f"- This program was evaluation {r['found_at_evaluation']}" if r["found_at_evaluation"] is not None
               else "- This program was a cache hit (it behaves as an evaluated program, whose fitness it took)")
              + f", made by `{r['mutation']}`; search fitness "
-             f"{_fmt(r['search_fitness'])}" + (f", funnel fitness {_fmt(r['funnel_fitness'])}"
+             f"{fmt_fitness(r['search_fitness'])}" + (f", funnel fitness {fmt_fitness(r['funnel_fitness'])}"
                                                 if r["funnel_fitness"] is not None else "") + " (0 = tuned AdamW).",
              f"- Sign-based momentum: **{'yes' if r['sign_momentum'] else 'no'}**"
              + (f" (`{r['sign_statement']}`)." if r["sign_momentum"] else "."), "",
@@ -150,28 +150,30 @@ def _markdown(r: dict) -> str:
              "| program | " + " | ".join(tasks) + " | mean |", "| --- |" + " --- |" * (len(tasks) + 1)]
     for label, scores in r["fitness"].items():
         failed = r["failures"].get(label, {})
-        cells = [failed.get(t) or _fmt(scores.get(t)) for t in tasks]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_fmt(scores['mean'])} |")
+        cells = [failed.get(t) or fmt_fitness(scores.get(t)) for t in tasks]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt_fitness(scores['mean'])} |")
     lines += ["", "## Lineage (warm start first)", "", "| id | evaluation | mutation | fitness |",
               "| --- | --- | --- | --- |"]
     for step in reversed(r["lineage"]):
         lines.append(f"| #{step['id']} | {step['eval_index'] if step['eval_index'] is not None else '-'} | "
-                     f"{step['mutation'] or '-'} | {_fmt(step['fitness'])} |")
+                     f"{step['mutation'] or '-'} | {fmt_fitness(step['fitness'])} |")
     config = yaml.safe_dump(r["config"], sort_keys=False).rstrip()
     lines += ["", "## The run's config", "", "```yaml", config, "```", ""]
     return "\n".join(lines)
 
 
-def _finite(x: float | None) -> float | None:
+def finite(x: float | None) -> float | None:
+    """`x`, or None where it is missing or not finite (JSON has no infinities)."""
     return x if x is not None and math.isfinite(x) else None
 
 
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.4f}"
+def fmt_fitness(x: float | None) -> str:
+    """A fitness as the reports print it: signed, 4 decimals; `-` where there is none."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:+.4f}"
 
 
 def _duration(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-__all__ = ["BASELINES", "SignMomentum", "sign_momentum", "write_report"]
+__all__ = ["BASELINES", "SignMomentum", "finite", "fmt_fitness", "sign_momentum", "write_report"]

@@ -190,6 +190,5 @@ def identifier(name: str) -> str:
     return clean if clean.isidentifier() else f"program_{clean}"
 
 
-__all__ = ["as_stored", "choose_winner", "chosen_by", "evolve", "finalize", "identifier", "make_executor", "open_store", "run_dir_for",
-           "stored_config",
-           "with_overrides"]
+__all__ = ["as_stored", "choose_winner", "chosen_by", "evolve", "finalize", "identifier", "make_executor",
+           "open_store", "run_dir_for", "stored_config", "with_overrides"]

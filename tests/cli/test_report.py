@@ -21,6 +21,20 @@ executor: {kind: inline}
 """
 
 
+def _one_step(module_file, start, lr):
+    """Import an exported optimizer module, take one step from `start` with gradient 1, return the weights."""
+    spec = importlib.util.spec_from_file_location(f"export_{module_file.parent.name}", module_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+               and v is not torch.optim.Optimizer)
+    w = torch.nn.Parameter(start.clone())
+    opt = cls([w], lr=lr)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    return w.detach()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from optsearch.cli import main
@@ -42,16 +56,7 @@ def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, t
     assert program.name == "tiny_winner" and report["program"].strip() == (out / "program.py").read_text().split(
         "\n", 1)[1].strip()
     # the export is a working optimizer
-    spec = importlib.util.spec_from_file_location("tiny_winner_export", out / "optimizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
-               and v is not torch.optim.Optimizer)
-    w = torch.nn.Parameter(torch.ones(3))
-    opt = cls([w], lr=0.1)
-    w.grad = torch.ones(3)
-    opt.step()
-    assert not torch.equal(w.detach(), torch.ones(3))
+    assert not torch.equal(_one_step(out / "optimizer.py", torch.ones(3), lr=0.1), torch.ones(3))
     # the markdown says how it was found and shows every row of the comparison and the lineage
     text = (out / "REPORT.md").read_text()
     assert "Seed 2, warm start `adamw`" in text and "The run made 8 evaluations" in text
@@ -75,7 +80,7 @@ def test_report_on_any_program_and_task(cli, run, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--id", "999"], "#999: no such program (the run has"),
-    (["--task", "nope/small"], "--task nope/small: no such task and size"),
+    (["--task", "nope/small"], "--task nope/small: unknown task 'nope'"),
     (["--baseline", "nope"], "--baseline 'nope': not a zoo program"),
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--time-limit", "0"], "--time-limit must be a number > 0"),
@@ -125,14 +130,6 @@ def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
     report = json.loads((folder / "report.json").read_text())
     assert report["program"].strip() == print_program(program).strip()
     assert sign_momentum(program).found is report["sign_momentum"]
-    spec = importlib.util.spec_from_file_location(f"found_{folder.name}", folder / "optimizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
-               and v is not torch.optim.Optimizer)
-    w = torch.nn.Parameter(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
-    opt = cls([w], lr=1e-3)
-    w.grad = torch.ones_like(w)
-    opt.step()
-    assert torch.isfinite(w).all()
+    start = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(_one_step(folder / "optimizer.py", start, lr=1e-3)).all()
     assert "## Against AdamW and Lion where the search did not look" in (folder / "REPORT.md").read_text()
