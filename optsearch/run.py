@@ -17,6 +17,7 @@ import torch
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
 from optsearch.dsl import OptsearchError, Program
 from optsearch.evaluators import Executor, InlineExecutor
+from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
@@ -137,15 +138,24 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
 
 def choose_winner(store: RunStore) -> tuple[int, str] | None:
     """The run's winner: the program that matched the run's target if one did, else the best funnel
-    fitness if any program was re-checked, else the best search fitness."""
+    fitness if any program was re-checked, else the best search fitness (with the run's
+    `memory_penalty`, each less the penalty for the optimizer state the program keeps)."""
     found = ((store.get("search_state") or {}).get("counters") or {}).get("found_target")
     if found is not None:
         return found, "target"
+    penalty = float(((store.config or {}).get("search") or {}).get("memory_penalty") or 0.0)
+
+    def best(rows, fitness):  # a memory-aware run chooses as it selected: fitness less the state's cost
+        if penalty:
+            rows = sorted(rows, key=lambda r: (-memory_penalized(fitness(r), store.state_per_param(r.id), penalty),
+                                               r.id))
+        return rows[0].id
+
     checked = store.programs("funnel_status = 'ok' AND funnel_fitness IS NOT NULL", order="funnel_fitness DESC, id")
     if checked:
-        return checked[0].id, "funnel"
+        return best(checked, lambda r: r.funnel_fitness), "funnel"
     ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
-    return (ranked[0].id, "search") if ranked else None
+    return (best(ranked, lambda r: r.fitness), "search") if ranked else None
 
 
 def chosen_by(basis: str) -> str:

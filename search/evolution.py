@@ -108,7 +108,7 @@ class Evolution:
         self.population: list[tuple[int, int, float]] = []   # (birth, program id, fitness), oldest first
         self.inflight: dict[int, int] = {}                    # job id -> program id (search evaluations)
         self.funnel_inflight: dict[int, int] = {}             # job id -> program id (funnel re-checks)
-        self._funneled: list[tuple[float, int]] = []          # (search fitness, program id) re-checked
+        self._funneled: list[tuple[float, int]] = []          # (search fitness less memory, id) re-checked
         self._programs: dict[int, Program] = {}
         self._hash_of: dict[int, str | None] = {}
         self._fitness: dict[int, float] = {}
@@ -137,7 +137,8 @@ class Evolution:
                 self._fitness[row.id] = row.fitness
                 self._memory[row.id] = self.store.state_per_param(row.id)
             if row.funnel_status is not None and row.funnel_status != "cancelled":
-                self._funneled.append((row.fitness, row.id))
+                admitted = memory_penalized(row.fitness, self._memory.get(row.id), self.settings.memory_penalty)
+                self._funneled.append((admitted, row.id))
 
     def _save_state(self) -> None:
         self.counters.elapsed = self.elapsed
@@ -253,7 +254,7 @@ class Evolution:
         if c.sweep_of is None:
             return None
         if c.sweep_of not in self._neighbours:
-            self._neighbours = {c.sweep_of: neighbours(self.program(c.sweep_of))}
+            self._neighbours = {c.sweep_of: neighbours(self.program(c.sweep_of), self.settings.ops)}
         todo = self._neighbours[c.sweep_of]
         if c.sweep_pos >= len(todo):
             c.sweep_of = None
@@ -262,17 +263,25 @@ class Evolution:
         c.sweep_pos += 1
         return c.sweep_of, child, "sweep:" + name
 
+    def _worth_sweeping(self, child: Program, s) -> bool:
+        hit = self.cache.lookup(s.hash, s.fingerprint)
+        if hit is None:
+            return True
+        source, kind = hit
+        return kind == "fingerprint" and len(check(child).live) < len(check(self.program(source)).live)
+
     def _spawn(self) -> None:
         """Make one child: screen it, reuse an equivalent program's fitness, or send it out."""
         c = self.counters
         swept = self._sweep_child()
         if swept is not None:
-            # A neighbour is tried only if it is new behaviour: invalid ones and ones equivalent to a
-            # known program are passed over without a trace (a sweep must not flood the population
-            # or the store with known programs, nor count as the search's children).
+            # A neighbour is tried only if it is new behaviour or a shorter form of known behaviour
+            # (a no-op `minimum` dropped): invalid ones and other known programs are passed over
+            # without a trace (a sweep must not flood the population or the store with known
+            # programs, nor count as the search's children).
             parent_id, child, mutation = swept
             child, s = screen_child(child, self.settings.max_statements, self.settings.simplify_children)
-            if not s.ok or self.cache.lookup(s.hash, s.fingerprint) is not None:
+            if not s.ok or not self._worth_sweeping(child, s):
                 c.sweep_skipped += 1
                 return
         else:
@@ -370,10 +379,12 @@ class Evolution:
                 self._join(pid, fitness, score)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
-            funnel = self._wants_funnel(pid, fitness)
+            # The funnel admits by the fitness selection sees, less the optimizer-state penalty.
+            admitted = memory_penalized(fitness, r.state_per_param, self.settings.memory_penalty)
+            funnel = self._wants_funnel(pid, admitted)
             if funnel:
                 self.store.set_funnel(pid, "pending")
-                self._funneled.append((fitness, pid))
+                self._funneled.append((admitted, pid))
             self._maybe_restart()
             finite = [f for _, _, f in self.population if math.isfinite(f)]
             self.store.add_history(c.evaluations, c.best_fitness, statistics.median(finite) if finite else None)

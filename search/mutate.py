@@ -194,12 +194,17 @@ def wrap(rng: random.Random, d: _Draft) -> bool:
     if not slots:
         return False
     at = rng.choice(slots)
-    args = _operands(rng, d, pos, types, op, {at: Var(x)})
+    _wrap_at(d, x, op, _operands(rng, d, pos, types, op, {at: Var(x)}))
+    return True
+
+
+def _wrap_at(d: _Draft, x: str, op: str, args: tuple[Operand, ...]) -> None:
+    """`new = op(*args)` right after `x` is made; every later use of `x` reads `new`."""
+    pos = d.definition(x) + 1
     uses = d.uses(x, after=pos - 1)
     name = d.fresh()
     d.body.insert(pos, Statement(name, op, args))
     d.redirect([(i + 1 if i >= 0 else i, j) for i, j in uses], name)
-    return True
 
 
 def delete(rng: random.Random, d: _Draft) -> bool:
@@ -243,7 +248,7 @@ def split(rng: random.Random, d: _Draft) -> bool:
     consts = [k for k, a in enumerate(args) if isinstance(a, Const)]
     if consts:
         k = rng.choice(consts)
-        args = args[:k] + (Const(perturb_value(args[k].value, rng, SPLIT_SIGMAS)),) + args[k + 1:]
+        args = args[:k] + (Const(perturb_value(args[k].value, rng, SPLIT_SIGMAS, _beta_slot(s, k))),) + args[k + 1:]
     d.body.insert(i + 1, Statement(name, s.op, args))
     d.redirect([(u + 1 if u >= 0 else u, j) for u, j in moved], name)
     return True
@@ -310,35 +315,44 @@ def _set_arg(d: _Draft, i: int, j: int, operand: Operand) -> None:
     d.body[i] = replace(s, args=s.args[:j] + (operand,) + s.args[j + 1:])
 
 
-def neighbours(program: Program) -> list[tuple[Program, str]]:
-    """Every program one structural edit away, in a fixed order: each statement deleted (for each
-    argument its uses may read instead), each variable argument reading each other available value
-    of an acceptable type, each chain swapped. The search's sweep tries them all on a stalled best:
-    the last steps to an exact form are often single edits too rare to draw at random (a decay term
-    reading `w` rather than a moving average of `w`, a no-op `minimum(lr, 1.7)` dropped)."""
-    base = _Draft.of(to_ssa(program))
+def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tuple[Program, str]]:
+    """Every program one structural edit away, in a fixed order, smallest neighbourhoods first:
+    each used value wrapped by each unary op of `ops` (default: every op), each statement deleted
+    (for each argument its uses may read instead), each chain swapped, each variable argument
+    reading an input or a state instead (of an acceptable type: the linear part of the quadratic
+    change-argument neighbourhood, where decay terms are fixed). The search's sweep tries them all on
+    a stalled best: the decisive steps are often single edits too rare to draw at random (an Adam
+    update wrapped by `sign`, 1 in about 800 children; a decay term reading `w` rather than a moving
+    average of `w`; a no-op `minimum(lr, 1.7)` dropped)."""
+    base = _Draft.of(to_ssa(program), ops)
     types = _types(base)
+    pool = ops if ops is not None else dict.fromkeys(OPS, 1.0)
+    unary = [n for n, w in pool.items() if w > 0 and OPS[n].arity == 1]
     out: list[tuple[Program, str]] = []
 
     def edit(name: str, change) -> None:
-        d = _Draft.of(base.program())
+        d = _Draft.of(base.program(), ops)
         change(d)
         out.append((d.program(), name))
 
+    for x in [n for n in base.available(len(base.body)) if base.uses(n)]:
+        for op in unary:
+            if OPS[op].types()[0] == "any" or types.get(x) == "tensor":
+                edit("wrap", lambda d, x=x, op=op: _wrap_at(d, x, op, (Var(x),)))
     for i in range(len(base.body)):
         for keep in _keepable(base, i, types):
             edit("delete", lambda d, i=i, keep=keep: _delete_at(d, i, keep))
+    for i, k, j, slots in _swappable(base):
+        for m in slots:
+            edit("swap", lambda d, site=(i, k, j, m): _swap_at(d, *site))
     for i, s in enumerate(base.body):
         for j, a in enumerate(s.args):
             if not isinstance(a, Var) or j in OPS[s.op].coefficient_args:
                 continue
             want = OPS[s.op].types()[j]
-            for n in base.available(i):
+            for n in base.params:
                 if n != a.name and (want != "tensor" or types.get(n) == "tensor"):
                     edit("change_arg", lambda d, i=i, j=j, n=n: _set_arg(d, i, j, Var(n)))
-    for i, k, j, slots in _swappable(base):
-        for m in slots:
-            edit("swap", lambda d, site=(i, k, j, m): _swap_at(d, *site))
     return out
 
 
@@ -356,13 +370,14 @@ def change_op(rng: random.Random, d: _Draft) -> bool:
 
 
 def perturb_constant(rng: random.Random, d: _Draft) -> bool:
-    """Move one constant in log space: betas (0.5 <= c < 1) move in log(1 - c), so 0.9 can reach 0.99."""
+    """Move one constant in log space: betas (an interpolation weight or a bias correction's beta,
+    0.5 <= c < 1) move in log(1 - c), so 0.9 can reach 0.99."""
     sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args) if isinstance(a, Const)]
     if not sites:
         return False
     i, j = rng.choice(sites)
     s = d.body[i]
-    new = perturb_value(s.args[j].value, rng)
+    new = perturb_value(s.args[j].value, rng, beta=_beta_slot(s, j))
     if new == s.args[j].value:
         return False
     _set_arg(d, i, j, Const(new))
@@ -386,19 +401,27 @@ def perturb_all(rng: random.Random, d: _Draft) -> bool:
     moved = False
     for i, j in sites:
         s = d.body[i]
-        new = perturb_value(s.args[j].value, rng, (sigma,))
+        new = perturb_value(s.args[j].value, rng, (sigma,), _beta_slot(s, j))
         moved |= new != s.args[j].value
         _set_arg(d, i, j, Const(new))
     return moved
 
 
-def perturb_value(c: float, rng: random.Random, sigmas: tuple[float, ...] = PERTURB_SIGMAS) -> float:
+def _beta_slot(s: Statement, j: int) -> bool:
+    """Whether argument `j` of `s` is a beta: an interpolation weight or a bias correction's beta."""
+    return j in OPS[s.op].coefficient_args
+
+
+def perturb_value(c: float, rng: random.Random, sigmas: tuple[float, ...] = PERTURB_SIGMAS,
+                  beta: bool | None = None) -> float:
     """A perturbed constant, rounded to 3 significant digits (of 1 - c for betas) to stay readable;
-    the log-space step's scale is drawn from `sigmas`."""
+    the log-space step's scale is drawn from `sigmas`. A beta in [0.5, 1) moves in log(1 - c) and
+    stays there; any other constant moves in log(|c|), so a weight decay of 0.01 can grow past 1.
+    `beta` says whether `c` sits in a beta's slot (None: judge by its value alone)."""
     if not math.isfinite(c) or c == 0.0:
         return rng.choice(CONSTANT_POOL)
     factor = math.exp(rng.gauss(0.0, rng.choice(sigmas)))
-    if 0.5 <= c < 1.0:
+    if 0.5 <= c < 1.0 and beta is not False:
         return _round_sig(1.0 - _round_sig(min((1.0 - c) * factor, 0.5)), 10)  # 0.9269, not 0.9269000000000001
     return _round_sig(c * factor)
 

@@ -219,13 +219,15 @@ def _rules(p: Program, i: int, facts: _Facts, seen: dict[tuple, str]) -> Iterato
         # Two moving averages toward the same value are one: (1 - b)((1 - a) x + a y) + b y.
         d = inner[0]
         if d is not None and d.op == "interp" and d.args[1] == a[1] and _const(a[2]) and _const(d.args[2]):
-            beta = d.args[2].value + a[2].value - d.args[2].value * a[2].value
+            x, y = Decimal(repr(d.args[2].value)), Decimal(repr(a[2].value))
+            beta = float(x + y - x * y)  # in decimal: 0.9 and 0.9 give 0.99, not 0.9900000000000001
             yield _Rewrite(i, "interp(interp(x, y, a), y, b) = interp(x, y, a + b - ab)",
                            new=replace(s, args=(d.args[0], a[1], Const(beta))))
         d = inner[1]
         if d is not None and d.op == "interp" and d.args[0] == a[0] and _const(a[2]) and _const(d.args[2]):
             yield _Rewrite(i, "interp(x, interp(x, y, a), b) = interp(x, y, ab)",
-                           new=replace(s, args=(a[0], d.args[1], Const(d.args[2].value * a[2].value))))
+                           new=replace(s, args=(a[0], d.args[1], Const(
+                               float(Decimal(repr(d.args[2].value)) * Decimal(repr(a[2].value)))))))
     if op == "sqrt" and inner[0] is not None and inner[0].op == "square":
         yield _Rewrite(i, "sqrt(square(x)) = abs(x)", new=replace(s, op="abs", args=inner[0].args))
     if op == "bias_correct" and (scale := _bias_scale(a[1], a[2])) is not None:
@@ -277,6 +279,24 @@ def _frozen_state(p: Program, names: dict[str, str]) -> tuple[Program, list[str]
             s = replace(s, args=args)
         body.append(s)
     return replace(p, body=tuple(body)), steps
+
+
+def _twin_state(p: Program) -> tuple[Program, list[str]]:
+    """State variables that are returned as the same value are always equal (every state starts at
+    0): each reads the first of its twins instead, and is then dead state."""
+    first: dict[str, str] = {}
+    twin: dict[str, str] = {}
+    for st, r in zip(p.state, p.returns[1:]):
+        if r != st:
+            twin[st] = first.setdefault(r, st)
+    twin = {st: to for st, to in twin.items() if st != to}
+    if not twin:
+        return p, []
+    body = tuple(replace(s, args=tuple(Var(twin[a.name]) if isinstance(a, Var) and a.name in twin else a
+                                       for a in s.args)) for s in p.body)
+    returns = tuple(twin.get(r, r) if k == 0 else r for k, r in enumerate(p.returns))
+    steps = [f"state {st!r} is always equal to {to!r}: merged" for st, to in twin.items()]
+    return replace(p, body=body, returns=returns), steps
 
 
 def _remove_dead(p: Program, names: dict[str, str]) -> tuple[Program, list[str]]:
@@ -363,6 +383,9 @@ def simplify_static(program: Program, strict: bool = False,
         q, frozen = _frozen_state(p, names)
         if frozen and (_same_behaviour(reference, q) or _fail(strict, "frozen state", q)):
             p, steps = q, steps + frozen
+        q, twins = _twin_state(p)
+        if twins and (_same_behaviour(reference, q) or _fail(strict, "twin state", q)):
+            p, steps = q, steps + twins
         q, dead = _remove_dead(p, names)
         if dead and (_same_behaviour(reference, q) or _fail(strict, "dead code removal", q)):
             p, steps = q, steps + dead

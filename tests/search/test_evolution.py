@@ -161,7 +161,7 @@ def test_a_stalled_best_has_its_whole_neighbourhood_tried_and_a_sweep_resumes_wh
     _, whole = _run(tmp_path / "whole", settings)
     swept = [r for r in whole.programs() if r.mutation and r.mutation.startswith("sweep:")]
     assert len(swept) >= 5
-    assert {r.mutation for r in swept} <= {"sweep:delete", "sweep:change_arg", "sweep:swap"}
+    assert {r.mutation for r in swept} <= {"sweep:wrap", "sweep:delete", "sweep:change_arg", "sweep:swap"}
     counters = whole.get("search_state")["counters"]
     assert set(r.parent for r in swept) <= set(counters["swept"])
     # stopped in the middle and continued later: the same run, sweeps included

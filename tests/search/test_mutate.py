@@ -191,8 +191,8 @@ def test_perturb_all_moves_every_constant_a_little_at_once():
         after = consts(d.program())
         assert len(after) == len(before)
         moved_all += all(a != b for a, b in zip(after, before))
-        for a, b in zip(after, before):  # small steps: within a factor 3 (of 1 - beta for betas)
-            ratio = (1 - a) / (1 - b) if 0.5 <= b < 1 else a / b
+        for a, b in zip(after, before):  # small steps: within a factor 3 (of 1 - beta for the two betas)
+            ratio = (1 - a) / (1 - b) if b in (0.9, 0.99) else a / b
             assert 1 / 3 < ratio < 3, (a, b)
     assert moved_all > 60, moved_all  # the smallest steps can round back to a constant's old value
 
@@ -238,12 +238,64 @@ def test_neighbours_hold_every_single_edit_in_a_fixed_order():
     start = parse_program(LION_LAST_MILE)
     first = neighbours(start)
     assert first == neighbours(start)                        # deterministic: a sweep resumes by position
-    assert {name for _, name in first} == {"delete", "change_arg", "swap"}
-    valid = [screen_child(p, 24)[0] for p, _ in first if screen_child(p, 24)[1].ok]
-    assert len(valid) >= 10 and structural_hash(start) not in {structural_hash(p) for p in valid}
+    names = [name for _, name in first]
+    assert set(names) == {"wrap", "delete", "change_arg", "swap"}
+    order = ["wrap", "delete", "swap", "change_arg"]                # smallest neighbourhoods first
+    assert [order.index(n) for n in names] == sorted(order.index(n) for n in names)
+    screened = [(screen_child(p, 24), name) for p, name in first]
+    valid = [p for (p, s), _ in screened if s.ok]
+    assert len(valid) >= 10
+    # only a wrap can be the start again once simplified (sign(sign(c)) is sign(c)): the sweep skips it
+    assert {name for (p, s), name in screened if s.ok and s.hash == structural_hash(start)} <= {"wrap"}
     lion = load_zoo("lion_strong_wd")
     # one edit each: decay reads w (the average becomes dead state), then the minimum goes
     steps = [p for p in valid if any(s.op == "mul" and Var("w") in s.args for s in p.body)]
     assert steps and not any(matches(p, lion) for p in valid)
     assert any(matches(screen_child(q, 24)[0], lion) for p in steps for q, _ in neighbours(p)
                if screen_child(q, 24)[1].ok)
+
+
+ADAM_TWO_BETAS = """def f(w, g, lr, step, m, v):
+    c = interp(g, m, 0.85)
+    c = bias_correct(c, 0.8, step)
+    s = square(g)
+    v = interp(s, v, 0.999)
+    r = sqrt(v)
+    r = r + 1e-8
+    u = c / r
+    decay = 0.5 * w
+    u = u + decay
+    u = u * lr
+    m = interp(g, m, 0.985)
+    return u, m, v"""
+
+
+def test_neighbours_wrap_values_in_the_unary_ops_searched():
+    from optsearch.search.equivalence import screen_child
+    from optsearch.search.mutate import neighbours
+    # The move that turns Adam with Lion's two betas into Lion: u = sign(c / r), which simplifies to
+    # sign(c) with v dead; a random mutation draws it about once in 800 children.
+    start = parse_program(ADAM_TWO_BETAS)
+    ops = {"sign": 1.0, "abs": 1.0, "add": 1.0, "interp": 1.0}
+    wraps = [p for p, name in neighbours(start, ops) if name == "wrap"]
+    assert {s.op for p in wraps for s in p.body} - {s.op for s in start.body} == {"sign", "abs"}
+    lion = [screen_child(p, 24)[0] for p in wraps if matches(screen_child(p, 24)[0], load_zoo("lion_strong_wd"),
+                                                            rel_tol=0.2)]
+    assert len(lion) == 1 and lion[0].state == ("m",)
+
+
+def test_only_a_betas_slot_keeps_a_constant_in_one_minus_beta_space():
+    # A weight decay that reached 0.6 must be free to grow past 1 (Lion's best decay on the small-data
+    # ViT is 2); an interpolation weight of 0.6 stays a beta in [0.5, 1).
+    rng = random.Random(0)
+    decays = [perturb_value(0.6, rng, beta=False) for _ in range(300)]
+    assert max(decays) > 1.0 and min(decays) < 0.5
+    program = parse_program("def f(w, g, lr, m):\n    m = interp(g, m, 0.6)\n    d = w * 0.6\n"
+                            "    u = m + d\n    u = u * lr\n    return u, m\n")
+    seen: dict[str, list[float]] = {"interp": [], "mul": [], "add": []}
+    for seed in range(300):
+        child = mutate(program, random.Random(seed), {"perturb_constant": 1.0})
+        if child is not None:
+            for s in child[0].body:
+                seen[s.op] += [a.value for a in s.args if isinstance(a, Const)]
+    assert all(0.5 <= x < 1 for x in seen["interp"]) and max(seen["mul"]) > 1.0

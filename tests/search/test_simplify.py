@@ -302,3 +302,33 @@ def test_lion_reached_through_its_update_interpolation_simplifies_to_lion():
 """)
     ssa, _ = simplify_static(program, strict=True)
     assert matches(ssa, load_zoo("lion"), rel_tol=1e-9)
+
+
+def test_states_returned_as_one_value_are_merged_into_one():
+    # Seed 4's best in the rediscovery benchmark: m and k always hold the same value (both start at
+    # 0 and both become `n`), so k is m, and n = interp(c, m, 0.9) composes to Lion's momentum.
+    program = parse_program("""def f(w, g, lr, m, k):
+    c = interp(g, m, 0.9)
+    u = sign(c)
+    d = 0.5 * w
+    u = u + d
+    u = u * lr
+    n = interp(c, k, 0.9)
+    return u, n, n
+""")
+    ssa, steps = simplify_static(program, strict=True)
+    assert "state 'k' is always equal to 'm': merged" in steps
+    assert ssa.state == ("m",)
+    assert matches(ssa, load_zoo("lion_strong_wd"), rel_tol=0, abs_tol=0)  # 0.9 + 0.9 - 0.81 is 0.99 exactly
+
+
+def test_states_returned_as_different_values_are_kept_apart():
+    program = parse_program("""def f(w, g, lr, m, k):
+    u = interp(g, m, 0.9)
+    v = interp(g, k, 0.8)
+    u = u + v
+    u = u * lr
+    return u, u, v
+""")
+    ssa, steps = simplify_static(program, strict=True)
+    assert ssa.state == ("m", "k") and not any("always equal" in s for s in steps)
