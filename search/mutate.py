@@ -320,7 +320,8 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
     each used value wrapped by each unary op of `ops` (default: every op), each statement deleted
     (for each argument its uses may read instead), each chain swapped, each variable argument
     reading an input or a state instead (of an acceptable type: the linear part of the quadratic
-    change-argument neighbourhood, where decay terms are fixed). The search's sweep tries them all on
+    change-argument neighbourhood, where decay terms are fixed) or 0 (a term dropped:
+    `interp(lr, w, 0.5)` becomes `0.5 * w`). The search's sweep tries them all on
     a stalled best: the decisive steps are often single edits too rare to draw at random (an Adam
     update wrapped by `sign`, 1 in about 800 children; a decay term reading `w` rather than a moving
     average of `w`; a no-op `minimum(lr, 1.7)` dropped)."""
@@ -353,6 +354,8 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
             for n in base.params:
                 if n != a.name and (want != "tensor" or types.get(n) == "tensor"):
                     edit("change_arg", lambda d, i=i, j=j, n=n: _set_arg(d, i, j, Var(n)))
+            if want != "tensor" and any(isinstance(b, Var) for k, b in enumerate(s.args) if k != j):
+                edit("change_arg", lambda d, i=i, j=j: _set_arg(d, i, j, Const(0.0)))  # a term dropped
     return out
 
 

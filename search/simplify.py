@@ -216,6 +216,11 @@ def _rules(p: Program, i: int, facts: _Facts, seen: dict[tuple, str]) -> Iterato
             yield _Rewrite(i, "interp(x, y, 0) = x", alias=a[0])
         if _const(a[2], 1.0):
             yield _Rewrite(i, "interp(x, y, 1) = y", alias=a[1])
+        if _const(a[0], 0.0) and _const(a[2]):
+            yield _Rewrite(i, "interp(0, y, b) = y * b", new=replace(s, op="mul", args=(a[1], a[2])))
+        if _const(a[1], 0.0) and _const(a[2]):
+            keep = float(Decimal(1) - Decimal(repr(a[2].value)))
+            yield _Rewrite(i, "interp(x, 0, b) = x * (1 - b)", new=replace(s, op="mul", args=(a[0], Const(keep))))
         # Two moving averages toward the same value are one: (1 - b)((1 - a) x + a y) + b y.
         d = inner[0]
         if d is not None and d.op == "interp" and d.args[1] == a[1] and _const(a[2]) and _const(d.args[2]):

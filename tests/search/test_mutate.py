@@ -299,3 +299,20 @@ def test_only_a_betas_slot_keeps_a_constant_in_one_minus_beta_space():
             for s in child[0].body:
                 seen[s.op] += [a.value for a in s.args if isinstance(a, Const)]
     assert all(0.5 <= x < 1 for x in seen["interp"]) and max(seen["mul"]) > 1.0
+
+
+def test_a_neighbour_drops_a_term_by_reading_zero():
+    from optsearch.search.equivalence import screen_child
+    from optsearch.search.mutate import neighbours
+    # A seed's best at 0.9987: decay interp(lr, w, 0.5) = 0.5 w + 0.5 lr; lr read as 0 is Lion.
+    start = parse_program("""def f(w, g, lr, m):
+    c = interp(g, m, 0.9)
+    u = sign(c)
+    d = interp(lr, w, 0.5)
+    u = u + d
+    u = u * lr
+    m = interp(g, m, 0.99)
+    return u, m""")
+    lion = load_zoo("lion_strong_wd")
+    assert not matches(start, lion)
+    assert any(matches(screen_child(p, 24)[0], lion) for p, name in neighbours(start) if name == "change_arg")

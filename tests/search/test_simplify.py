@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from optsearch.cli import main
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import check, load_program, parse_program, print_program, structural_hash
+from optsearch.dsl import Const, Var, check, load_program, parse_program, print_program, structural_hash
 from optsearch.evaluators import evaluate
 from optsearch.search import simplify as simplify_module
 from optsearch.search.equivalence import fingerprint, matches
@@ -332,3 +332,13 @@ def test_states_returned_as_different_values_are_kept_apart():
 """)
     ssa, steps = simplify_static(program, strict=True)
     assert ssa.state == ("m", "k") and not any("always equal" in s for s in steps)
+
+
+@pytest.mark.parametrize("body, after", [
+    ("d = interp(0.0, w, 0.5)\nu = g + d\nu = u * lr", "d = mul(w, 0.5)"),
+    ("d = interp(w, 0.0, 0.9)\nu = g + d\nu = u * lr", "d = mul(w, 0.1)"),
+])
+def test_an_interpolation_with_zero_is_a_scaling(body, after):
+    ssa, steps = simplify_static(_p(body, "w, g, lr"), strict=True)
+    muls = [s for s in ssa.body if s.op == "mul" and Var("w") in s.args]
+    assert len(muls) == 1 and [a.value for a in muls[0].args if isinstance(a, Const)] == [float(after[-4:-1])]
