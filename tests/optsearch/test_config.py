@@ -1,4 +1,6 @@
 """Run configs: defaults, and one clear line naming file, line and key for every bad input."""
+from pathlib import Path
+
 import pytest
 
 from optsearch.config import ConfigError, dump_config, load_config, parse_config
@@ -90,3 +92,9 @@ def test_a_search_can_run_every_candidate_in_a_subspace(tmp_path):
     assert again.search.evaluation.subspace == (4, "svd", 50, None)
     with pytest.raises(ConfigError, match="evaluation.subspace.projection: must be one of online, svd"):
         load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 4, projection: galore}\n"))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    config = load_config(path)
+    assert config.name == path.stem
