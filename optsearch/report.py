@@ -21,6 +21,7 @@ import yaml
 from optsearch.config import task_spec
 from optsearch.dsl import OptsearchError, Program, Var, check, parse_program, print_program
 from optsearch.dsl.printer import format_statement
+from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
 from optsearch.run import choose_winner, identifier, stored_config
 from optsearch.search.store import RunStore
@@ -90,6 +91,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     contenders = {label: program, **{b: load_zoo(b) for b in baselines}}
     table: dict[str, dict[str, float | None]] = {}
     failures: dict[str, dict[str, str]] = {}
+    memory: dict[str, float | None] = {}
     started = time.perf_counter()
     for label, p in contenders.items():
         say(f"evaluating {label} on {', '.join(held_out)} ({seeds} seed(s), {len(e.lr_multipliers)} learning rates)")
@@ -100,6 +102,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         table[label] = {f"{s.task}/{s.size}": finite(s.fitness) for s in result.scores}
         failures[label] = {f"{s.task}/{s.size}": s.status for s in result.scores if s.status != "ok"}
         table[label]["mean"] = finite(result.fitness)
+        memory[label] = result.state_per_param
     momentum = sign_momentum(program)
     report = {
         "name": name, "run": str(run_dir), "program_id": program_id, "mutation": row.mutation,
@@ -107,7 +110,8 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         "search_scores": search_scores, "found_at_evaluation": row.eval_index,
         "seed": config.search.seed, "evaluations": state.get("evaluations"), "seconds": state.get("elapsed"),
         "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
-        "lr_multipliers": list(e.lr_multipliers), "fitness": table, "failures": failures, "sign_momentum": momentum.found,
+        "lr_multipliers": list(e.lr_multipliers), "fitness": table, "failures": failures,
+        "state_per_param": memory, "memory_penalty": config.search.memory_penalty, "sign_momentum": momentum.found,
         "sign_statement": momentum.where, "lineage": lineage, "program": print_program(program),
         "raw_program": row.text, "evaluation_seconds": time.perf_counter() - started,
         "command": " ".join(["optsearch report", str(run_dir), "--id", str(program_id), "-o", str(out_dir),
@@ -126,6 +130,11 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
 
 def _markdown(r: dict) -> str:
     tasks = r["held_out"]
+    # Optimizer state per parameter (reports made before it was recorded have none), and with a
+    # memory-aware run the fitness less its penalty, which is what the run selected on.
+    memory, penalty = r.get("state_per_param") or {}, r.get("memory_penalty") or 0.0
+    extra = (" state/param |" if memory else "") + (f" mean less {penalty:g} x state |" if memory and penalty else "")
+    n_extra = extra.count("|")
     lines = [f"# {r['name']}", "",
              f"Program #{r['program_id']} of the run `{r['run']}`, simplified exactly (`program.py`); its "
              f"torch.optim export is `optimizer.py`. Made by `{r['command']}`.", "",
@@ -147,10 +156,19 @@ def _markdown(r: dict) -> str:
              f"the run's learning-rate multipliers {r['lr_multipliers']} per seed. The others are zoo programs "
              "as written in `discovered/zoo/` (`adamw`: weight decay 0.01; `lion`: betas 0.9/0.99, weight decay "
              "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay.", "",
-             "| program | " + " | ".join(tasks) + " | mean |", "| --- |" + " --- |" * (len(tasks) + 1)]
+             "| program | " + " | ".join(tasks) + " | mean |" + extra,
+             "| --- |" + " --- |" * (len(tasks) + 1 + n_extra)]
     for label, scores in r["fitness"].items():
         failed = r["failures"].get(label, {})
         cells = [failed.get(t) or fmt_fitness(scores.get(t)) for t in tasks]
+        if n_extra:
+            state = memory.get(label)
+            cells += [fmt_fitness(scores["mean"]), "-" if state is None else f"{state:g}"]
+            if penalty:
+                cells.append(fmt_fitness(memory_penalized(scores["mean"], state, penalty)
+                                         if scores["mean"] is not None else None))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            continue
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt_fitness(scores['mean'])} |")
     lines += ["", "## Lineage (warm start first)", "", "| id | evaluation | mutation | fitness |",
               "| --- | --- | --- | --- |"]

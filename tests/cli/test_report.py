@@ -62,6 +62,12 @@ def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, t
     assert "Seed 2, warm start `adamw`" in text and "The run made 8 evaluations" in text
     for label in ("tiny_winner", "adamw", "lion"):
         assert f"| {label} |" in text
+    assert report["state_per_param"]["adamw"] == 2 and report["state_per_param"]["lion"] == 1
+    assert "| mean | state/param |" in text and "less" not in text     # the run had no memory penalty
+    from optsearch.report import _markdown, fmt_fitness  # a memory-aware run's report also shows what it selected on
+    aware = _markdown({**report, "memory_penalty": 0.05})
+    assert "| state/param | mean less 0.05 x state |" in aware
+    assert f"| 1 | {fmt_fitness(report['fitness']['lion']['mean'] - 0.05)} |" in aware
     assert "| #1 | 1 | warm start |" in text and "```yaml" in text
     assert "sign-based momentum" in r.out and "wrote" in r.out
 
