@@ -135,6 +135,7 @@ def _markdown(r: dict) -> str:
     memory, penalty = r.get("state_per_param") or {}, r.get("memory_penalty") or 0.0
     extra = (" state/param |" if memory else "") + (f" mean less {penalty:g} x state |" if memory and penalty else "")
     n_extra = extra.count("|")
+    searched = {task_spec(t) for t in r["config"]["evaluation"]["tasks"]} & set(tasks)
     lines = [f"# {r['name']}", "",
              f"Program #{r['program_id']} of the run `{r['run']}`, simplified exactly (`program.py`); its "
              f"torch.optim export is `optimizer.py`. Made by `{r['command']}`.", "",
@@ -155,8 +156,11 @@ def _markdown(r: dict) -> str:
              f"Fitness against tuned AdamW (0 = tuned AdamW, higher is better), {r['seeds']} seed(s), the best of "
              f"the run's learning-rate multipliers {r['lr_multipliers']} per seed. The others are zoo programs "
              "as written in `discovered/zoo/` (`adamw`: weight decay 0.01; `lion`: betas 0.9/0.99, weight decay "
-             "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay.", "",
-             "| program | " + " | ".join(tasks) + " | mean |" + extra,
+             "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay."
+             + (" Columns marked (searched) are the run's own search tasks, evaluated again here; the search "
+                "never saw the others." if searched else ""), "",
+             "| program | " + " | ".join(t + (" (searched)" if t in searched else "") for t in tasks) + " | mean |"
+             + extra,
              "| --- |" + " --- |" * (len(tasks) + 1 + n_extra)]
     for label, scores in r["fitness"].items():
         failed = r["failures"].get(label, {})
