@@ -12,6 +12,7 @@ from typing import Callable
 
 from optsearch.config import load_config
 from optsearch.dsl import OptsearchError, parse_program
+from optsearch.evaluators.fitness import memory_penalized
 from optsearch.report import BASELINES, write_report
 from optsearch.report import finite as _finite, fmt_fitness as _fmt
 from optsearch.run import chosen_by, evolve, run_dir_for, stored_config, with_overrides
@@ -233,13 +234,25 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
                                            "fitness": _finite(best.fitness), "program": best.text},
         "lineage": lineage,
         "pending": len(store.programs("status = 'pending'")),
-        "funnel": [{"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
-                    "status": row.funnel_status,
-                    "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}}
-                   for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'",
-                                             order="funnel_fitness IS NULL, funnel_fitness DESC, id")[:top]],
+        "funnel": _funnel(store, top),
         "winner": store.get("winner"),
     }
+
+
+def _funnel(store: RunStore, top: int) -> list[dict]:
+    """The re-checked programs, best first, as the winner is chosen: by funnel fitness, less the
+    run's `memory_penalty` times the optimizer state each keeps (`ranked_fitness`)."""
+    penalty = float(((store.config or {}).get("search") or {}).get("memory_penalty") or 0.0)
+    out = []
+    for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'", order="id"):
+        state = store.state_per_param(row.id)
+        ranked = memory_penalized(row.funnel_fitness, state, penalty) if row.funnel_fitness is not None else None
+        out.append({"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
+                    "status": row.funnel_status, "state_per_param": state, "memory_penalty": penalty,
+                    "ranked_fitness": _finite(ranked),
+                    "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}})
+    out.sort(key=lambda e: (e["ranked_fitness"] is None, -(e["ranked_fitness"] or 0.0), e["id"]))
+    return out[:top]
 
 
 def _show_text(r: dict, table) -> str:
@@ -265,11 +278,17 @@ def _show_text(r: dict, table) -> str:
     lines += ["", "leaderboard (fitness: 0 = tuned AdamW, higher is better):", table(rows)]
     if r["funnel"]:
         tasks = list(r["funnel"][0]["scores"])
-        rows = [("rank", "id", "funnel", "search", *tasks)]
+        penalty = r["funnel"][0]["memory_penalty"]
+        memory = ("state", f"less {penalty:g}/state") if penalty else ()
+        rows = [("rank", "id", "funnel", *memory, "search", *tasks)]
         for k, e in enumerate(r["funnel"], 1):
-            rows.append((str(k), f"#{e['id']}", _fmt(e["funnel_fitness"]), _fmt(e["fitness"]),
+            state = "-" if e["state_per_param"] is None else f"{e['state_per_param']:g}"
+            rows.append((str(k), f"#{e['id']}", _fmt(e["funnel_fitness"]),
+                         *((state, _fmt(e["ranked_fitness"])) if penalty else ()), _fmt(e["fitness"]),
                          *(_fmt(e["scores"].get(t)) for t in tasks)))
-        lines += ["", "funnel (re-checked on larger and held-out tasks; the winner is chosen here):", table(rows)]
+        ranking = f", ranked by funnel fitness less {penalty:g} per state tensor" if penalty else ""
+        lines += ["", f"funnel (re-checked on larger and held-out tasks; the winner is chosen here{ranking}):",
+                  table(rows)]
     b = r["best"]
     lines += ["", f"best on the search tasks: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
     w = r["winner"]
