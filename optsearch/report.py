@@ -133,8 +133,7 @@ def _markdown(r: dict) -> str:
     # Optimizer state per parameter (reports made before it was recorded have none), and with a
     # memory-aware run the fitness less its penalty, which is what the run selected on.
     memory, penalty = r.get("state_per_param") or {}, r.get("memory_penalty") or 0.0
-    extra = (" state/param |" if memory else "") + (f" mean less {penalty:g} x state |" if memory and penalty else "")
-    n_extra = extra.count("|")
+    extra = (["state/param"] if memory else []) + ([f"mean less {penalty:g} x state"] if memory and penalty else [])
     searched = {task_spec(t) for t in r["config"]["evaluation"]["tasks"]} & set(tasks)
     lines = [f"# {r['name']}", "",
              f"Program #{r['program_id']} of the run `{r['run']}`, simplified exactly (`program.py`); its "
@@ -159,21 +158,17 @@ def _markdown(r: dict) -> str:
              "0.01); the tuned AdamW the fitness is measured against also tuned its weight decay."
              + (" Columns marked (searched) are the run's own search tasks, evaluated again here; the search "
                 "never saw the others." if searched else ""), "",
-             "| program | " + " | ".join(t + (" (searched)" if t in searched else "") for t in tasks) + " | mean |"
-             + extra,
-             "| --- |" + " --- |" * (len(tasks) + 1 + n_extra)]
+             _row(["program", *(t + (" (searched)" if t in searched else "") for t in tasks), "mean", *extra]),
+             "| --- |" + " --- |" * (len(tasks) + 1 + len(extra))]
     for label, scores in r["fitness"].items():
-        failed = r["failures"].get(label, {})
-        cells = [failed.get(t) or fmt_fitness(scores.get(t)) for t in tasks]
-        if n_extra:
-            state = memory.get(label)
-            cells += [fmt_fitness(scores["mean"]), "-" if state is None else f"{state:g}"]
-            if penalty:
-                cells.append(fmt_fitness(memory_penalized(scores["mean"], state, penalty)
-                                         if scores["mean"] is not None else None))
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-            continue
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt_fitness(scores['mean'])} |")
+        failed, state = r["failures"].get(label, {}), memory.get(label)
+        cells = [label, *(failed.get(t) or fmt_fitness(scores.get(t)) for t in tasks), fmt_fitness(scores["mean"])]
+        if memory:
+            cells.append("-" if state is None else f"{state:g}")
+        if memory and penalty:
+            mean = scores["mean"]
+            cells.append(fmt_fitness(None if mean is None else memory_penalized(mean, state, penalty)))
+        lines.append(_row(cells))
     lines += ["", "## Lineage (warm start first)", "", "| id | evaluation | mutation | fitness |",
               "| --- | --- | --- | --- |"]
     for step in reversed(r["lineage"]):
@@ -182,6 +177,10 @@ def _markdown(r: dict) -> str:
     config = yaml.safe_dump(r["config"], sort_keys=False).rstrip()
     lines += ["", "## The run's config", "", "```yaml", config, "```", ""]
     return "\n".join(lines)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def finite(x: float | None) -> float | None:
