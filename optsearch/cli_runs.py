@@ -12,10 +12,9 @@ from typing import Callable
 
 from optsearch.config import load_config
 from optsearch.dsl import OptsearchError, parse_program
-from optsearch.evaluators.fitness import memory_penalized
 from optsearch.report import BASELINES, write_report
 from optsearch.report import finite as _finite, fmt_fitness as _fmt
-from optsearch.run import chosen_by, evolve, run_dir_for, stored_config, with_overrides
+from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
 
@@ -240,19 +239,13 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
 
 
 def _funnel(store: RunStore, top: int) -> list[dict]:
-    """The re-checked programs, best first, as the winner is chosen: by funnel fitness, less the
-    run's `memory_penalty` times the optimizer state each keeps (`ranked_fitness`)."""
-    penalty = float(((store.config or {}).get("search") or {}).get("memory_penalty") or 0.0)
-    out = []
-    for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'", order="id"):
-        state = store.state_per_param(row.id)
-        ranked = memory_penalized(row.funnel_fitness, state, penalty) if row.funnel_fitness is not None else None
-        out.append({"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
-                    "status": row.funnel_status, "state_per_param": state, "memory_penalty": penalty,
-                    "ranked_fitness": _finite(ranked),
-                    "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}})
-    out.sort(key=lambda e: (e["ranked_fitness"] is None, -(e["ranked_fitness"] or 0.0), e["id"]))
-    return out[:top]
+    """The re-checked programs, best first as the winner is chosen (`run.rechecked`)."""
+    penalty = memory_penalty(store)
+    return [{"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
+             "status": row.funnel_status, "state_per_param": state, "memory_penalty": penalty,
+             "ranked_fitness": _finite(ranked),
+             "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}}
+            for row, state, ranked in rechecked(store)[:top]]
 
 
 def _show_text(r: dict, table) -> str:

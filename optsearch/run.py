@@ -22,7 +22,7 @@ from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
-from optsearch.search.store import RUN_DB, RunStore
+from optsearch.search.store import RUN_DB, ProgramRow, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
 FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
@@ -136,6 +136,27 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
 
 
 
+def memory_penalty(store: RunStore) -> float:
+    """The run's `search.memory_penalty` (0 when it has none)."""
+    return float(((store.config or {}).get("search") or {}).get("memory_penalty") or 0.0)
+
+
+def _best_first(scored: list[tuple]) -> list[tuple]:
+    """`(row, ..., score)` tuples best first: a missing score last, ties by program id."""
+    return sorted(scored, key=lambda t: (t[-1] is None, -(t[-1] or 0.0), t[0].id))
+
+
+def rechecked(store: RunStore) -> list[tuple[ProgramRow, float | None, float | None]]:
+    """Every program the funnel re-checked (not those still pending), best first as the winner is
+    chosen: `(row, optimizer state per parameter, funnel fitness less the run's memory penalty)`."""
+    penalty, out = memory_penalty(store), []
+    for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'"):
+        state = store.state_per_param(row.id)
+        f = row.funnel_fitness
+        out.append((row, state, None if f is None else memory_penalized(f, state, penalty)))
+    return _best_first(out)
+
+
 def choose_winner(store: RunStore) -> tuple[int, str] | None:
     """The run's winner: the program that matched the run's target if one did, else the best funnel
     fitness if any program was re-checked, else the best search fitness (with the run's
@@ -143,19 +164,15 @@ def choose_winner(store: RunStore) -> tuple[int, str] | None:
     found = ((store.get("search_state") or {}).get("counters") or {}).get("found_target")
     if found is not None:
         return found, "target"
-    penalty = float(((store.config or {}).get("search") or {}).get("memory_penalty") or 0.0)
-
-    def best(rows, fitness):  # a memory-aware run chooses as it selected: fitness less the state's cost
-        if penalty:
-            rows = sorted(rows, key=lambda r: (-memory_penalized(fitness(r), store.state_per_param(r.id), penalty),
-                                               r.id))
-        return rows[0].id
-
-    checked = store.programs("funnel_status = 'ok' AND funnel_fitness IS NOT NULL", order="funnel_fitness DESC, id")
+    checked = [row for row, _, score in rechecked(store) if row.funnel_status == "ok" and score is not None]
     if checked:
-        return best(checked, lambda r: r.funnel_fitness), "funnel"
+        return checked[0].id, "funnel"
     ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
-    return (best(ranked, lambda r: r.fitness), "search") if ranked else None
+    penalty = memory_penalty(store)
+    if penalty:   # a memory-aware run chooses as it selected: fitness less the state's cost
+        ranked = [row for row, _ in _best_first(
+            [(row, memory_penalized(row.fitness, store.state_per_param(row.id), penalty)) for row in ranked])]
+    return (ranked[0].id, "search") if ranked else None
 
 
 def chosen_by(basis: str) -> str:
@@ -201,4 +218,4 @@ def identifier(name: str) -> str:
 
 
 __all__ = ["as_stored", "choose_winner", "chosen_by", "evolve", "finalize", "identifier", "make_executor",
-           "open_store", "run_dir_for", "stored_config", "with_overrides"]
+           "memory_penalty", "open_store", "rechecked", "run_dir_for", "stored_config", "with_overrides"]
