@@ -343,11 +343,9 @@ class Evolution:
         return None
 
     def _reject(self, s) -> None:
-        """A child that costs nothing: invalid (counted, with its reason) or its parent's twin."""
+        """A child rejected statically: counted, with its reason; it costs no evaluation."""
         c = self.counters
         self._idle += 1
-        if s.ok:
-            return
         c.children += 1
         c.rejected += 1
         key = s.reason.split(":")[0]

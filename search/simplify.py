@@ -71,6 +71,11 @@ class _Rewrite:
     alias: Operand | None = None
 
 
+def _decimal(c: float) -> Decimal:
+    """`c` as the decimal it prints as (its shortest repr), for exact arithmetic on constants."""
+    return Decimal(repr(c))
+
+
 def _const(a: Operand, value: float | None = None) -> bool:
     return isinstance(a, Const) and (value is None or a.value == value)
 
@@ -219,20 +224,20 @@ def _rules(p: Program, i: int, facts: _Facts, seen: dict[tuple, str]) -> Iterato
         if _const(a[0], 0.0) and _const(a[2]):
             yield _Rewrite(i, "interp(0, y, b) = y * b", new=replace(s, op="mul", args=(a[1], a[2])))
         if _const(a[1], 0.0) and _const(a[2]):
-            keep = float(Decimal(1) - Decimal(repr(a[2].value)))
+            keep = float(1 - _decimal(a[2].value))
             yield _Rewrite(i, "interp(x, 0, b) = x * (1 - b)", new=replace(s, op="mul", args=(a[0], Const(keep))))
         # Two moving averages toward the same value are one: (1 - b)((1 - a) x + a y) + b y.
         d = inner[0]
         if d is not None and d.op == "interp" and d.args[1] == a[1] and _const(a[2]) and _const(d.args[2]):
-            x, y = Decimal(repr(d.args[2].value)), Decimal(repr(a[2].value))
+            x, y = _decimal(d.args[2].value), _decimal(a[2].value)
             beta = float(x + y - x * y)  # in decimal: 0.9 and 0.9 give 0.99, not 0.9900000000000001
             yield _Rewrite(i, "interp(interp(x, y, a), y, b) = interp(x, y, a + b - ab)",
                            new=replace(s, args=(d.args[0], a[1], Const(beta))))
         d = inner[1]
         if d is not None and d.op == "interp" and d.args[0] == a[0] and _const(a[2]) and _const(d.args[2]):
             yield _Rewrite(i, "interp(x, interp(x, y, a), b) = interp(x, y, ab)",
-                           new=replace(s, args=(a[0], d.args[1], Const(
-                               float(Decimal(repr(d.args[2].value)) * Decimal(repr(a[2].value)))))))
+                           new=replace(s, args=(a[0], d.args[1],
+                                                Const(float(_decimal(d.args[2].value) * _decimal(a[2].value))))))
     if op == "sqrt" and inner[0] is not None and inner[0].op == "square":
         yield _Rewrite(i, "sqrt(square(x)) = abs(x)", new=replace(s, op="abs", args=inner[0].args))
     if op == "bias_correct" and (scale := _bias_scale(a[1], a[2])) is not None:
@@ -289,12 +294,11 @@ def _frozen_state(p: Program, names: dict[str, str]) -> tuple[Program, list[str]
 def _twin_state(p: Program) -> tuple[Program, list[str]]:
     """State variables that are returned as the same value are always equal (every state starts at
     0): each reads the first of its twins instead, and is then dead state."""
-    first: dict[str, str] = {}
-    twin: dict[str, str] = {}
+    first: dict[str, str] = {}   # returned value -> the first state that becomes it
+    twin: dict[str, str] = {}    # a later state -> that first state
     for st, r in zip(p.state, p.returns[1:]):
-        if r != st:
-            twin[st] = first.setdefault(r, st)
-    twin = {st: to for st, to in twin.items() if st != to}
+        if r != st and first.setdefault(r, st) != st:
+            twin[st] = first[r]
     if not twin:
         return p, []
     body = tuple(replace(s, args=tuple(Var(twin[a.name]) if isinstance(a, Var) and a.name in twin else a
@@ -518,7 +522,7 @@ def rounding_candidates(c: float) -> list[float]:
     if not math.isfinite(c) or c == 0:
         return []
     beta = 0.5 <= c < 1.0
-    x = Decimal(1) - Decimal(repr(c)) if beta else Decimal(repr(c))
+    x = 1 - _decimal(c) if beta else _decimal(c)
     digits = len(x.normalize().as_tuple().digits)
     out: list[float] = []
     for d in range(1, digits):
