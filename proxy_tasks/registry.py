@@ -37,7 +37,7 @@ TASKS: dict[str, TaskInfo] = {info.name: info for info in [
              "cross-entropy", make_vit),
     TaskInfo("vit_smalldata", "the vit model on few images for ~30 epochs (favours sign-momentum); "
              "metric: validation cross-entropy", make_vit_smalldata),
-    TaskInfo("imitate", "follow Lion's updates (weight decay 0.5) along its own recorded trajectories on the mlp "
+    TaskInfo("imitate", "follow Lion's updates (weight decay 2) along its own recorded trajectories on the mlp "
              "model; metric: normalised squared update error (0 = Lion)", make_imitate, kind="imitation"),
     TaskInfo("imitate_rmsprop", "follow torch.optim.RMSprop's updates the same way; metric: normalised "
              "squared update error", make_imitate_rmsprop, kind="imitation"),

@@ -32,6 +32,8 @@ PERTURB_SIGMAS: tuple[float, ...] = (0.05, 0.3, 1.0, 2.0)
 # A split's copy jumps: a copy within a few percent of the original serves its uses alike (a
 # near-neutral child), while two uses that want different values (a fast and a slow average) do not.
 SPLIT_SIGMAS: tuple[float, ...] = (1.0, 2.0)
+# A sweep's scalings of a term (`neighbours`): twice or half its size.
+SWEEP_SCALES: tuple[float, ...] = (2.0, 0.5)
 P_CONST = 0.25              # chance that a new argument is a constant
 P_COEFFICIENT_CONST = 0.9   # the same in an op's coefficient slots (Op.coefficient_args)
 
@@ -317,10 +319,11 @@ def _set_arg(d: _Draft, i: int, j: int, operand: Operand) -> None:
 
 def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tuple[Program, str]]:
     """Every program one structural edit away, in a fixed order, smallest neighbourhoods first:
-    each used value wrapped by each unary op of `ops` (default: every op), each statement deleted
-    (for each argument its uses may read instead), each chain swapped, each variable argument
-    reading an input or a state instead (of an acceptable type: the linear part of the quadratic
-    change-argument neighbourhood, where decay terms are fixed) or 0 (a term dropped:
+    each used value wrapped by each unary op of `ops` (default: every op), each tensor value twice
+    and half its size, each statement deleted (for each argument its uses may read instead), each
+    chain swapped, each argument reading an input or a state instead (of an acceptable type: the
+    linear part of the quadratic change-argument neighbourhood, where decay terms are fixed, and a
+    constant that stands in for `lr`) or 0 (a term dropped:
     `interp(lr, w, 0.5)` becomes `0.5 * w`). The search's sweep tries them all on
     a stalled best: the decisive steps are often single edits too rare to draw at random (an Adam
     update wrapped by `sign`, 1 in about 800 children; a decay term reading `w` rather than a moving
@@ -340,6 +343,9 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
         for op in unary:
             if OPS[op].types()[0] == "any" or types.get(x) == "tensor":
                 edit("wrap", lambda d, x=x, op=op: _wrap_at(d, x, op, (Var(x),)))
+        if types.get(x) == "tensor":
+            for c in SWEEP_SCALES:
+                edit("scale", lambda d, x=x, c=c: _wrap_at(d, x, "mul", (Var(x), Const(c))))
     for i in range(len(base.body)):
         for keep in _keepable(base, i, types):
             edit("delete", lambda d, i=i, keep=keep: _delete_at(d, i, keep))
@@ -348,13 +354,14 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
             edit("swap", lambda d, site=(i, k, j, m): _swap_at(d, *site))
     for i, s in enumerate(base.body):
         for j, a in enumerate(s.args):
-            if not isinstance(a, Var) or j in OPS[s.op].coefficient_args:
+            if j in OPS[s.op].coefficient_args:
                 continue
             want = OPS[s.op].types()[j]
             for n in base.params:
-                if n != a.name and (want != "tensor" or types.get(n) == "tensor"):
+                if Var(n) != a and (want != "tensor" or types.get(n) == "tensor"):
                     edit("change_arg", lambda d, i=i, j=j, n=n: _set_arg(d, i, j, Var(n)))
-            if want != "tensor" and any(isinstance(b, Var) for k, b in enumerate(s.args) if k != j):
+            others = [b for k, b in enumerate(s.args) if k != j]
+            if isinstance(a, Var) and want != "tensor" and any(isinstance(b, Var) for b in others):
                 edit("change_arg", lambda d, i=i, j=j: _set_arg(d, i, j, Const(0.0)))  # a term dropped
     return out
 

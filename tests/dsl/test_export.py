@@ -144,6 +144,7 @@ REFERENCES = {
     "adamax": (lambda p, lr: torch.optim.Adamax(p, lr), 1e-2),
     "lion": (_lion, 1e-3),
     "lion_strong_wd": (lambda p, lr: _lion(p, lr, weight_decay=0.5), 1e-3),
+    "lion_wd2": (lambda p, lr: _lion(p, lr, weight_decay=2.0), 1e-3),
     **{name: (lambda p, lr, k=k: LionKappa(p, lr, k), 1e-3) for name, k in KAPPA_GRADIENTS.items()},
     "signsgd": (SignSGD, 1e-3),
     "signum": (Signum, 1e-3),

@@ -239,14 +239,15 @@ def test_neighbours_hold_every_single_edit_in_a_fixed_order():
     first = neighbours(start)
     assert first == neighbours(start)                        # deterministic: a sweep resumes by position
     names = [name for _, name in first]
-    assert set(names) == {"wrap", "delete", "change_arg", "swap"}
-    order = ["wrap", "delete", "swap", "change_arg"]                # smallest neighbourhoods first
-    assert [order.index(n) for n in names] == sorted(order.index(n) for n in names)
+    assert set(names) == {"wrap", "scale", "delete", "change_arg", "swap"}
+    rank = {"wrap": 0, "scale": 0, "delete": 1, "swap": 2, "change_arg": 3}   # smallest neighbourhoods first
+    assert [rank[n] for n in names] == sorted(rank[n] for n in names)
     screened = [(screen_child(p, 24), name) for p, name in first]
     valid = [p for (p, s), _ in screened if s.ok]
     assert len(valid) >= 10
-    # only a wrap can be the start again once simplified (sign(sign(c)) is sign(c)): the sweep skips it
-    assert {name for (p, s), name in screened if s.ok and s.hash == structural_hash(start)} <= {"wrap"}
+    # only a wrap or a scaling can be the start again once simplified (sign(sign(c)) and sign(2 * c)
+    # are sign(c)): the sweep skips them
+    assert {name for (p, s), name in screened if s.ok and s.hash == structural_hash(start)} <= {"wrap", "scale"}
     lion = load_zoo("lion_strong_wd")
     # one edit each: decay reads w (the average becomes dead state), then the minimum goes
     steps = [p for p in valid if any(s.op == "mul" and Var("w") in s.args for s in p.body)]
@@ -316,3 +317,25 @@ def test_a_neighbour_drops_a_term_by_reading_zero():
     lion = load_zoo("lion_strong_wd")
     assert not matches(start, lion)
     assert any(matches(screen_child(p, 24)[0], lion) for p, name in neighbours(start) if name == "change_arg")
+
+
+LION_UNIT_DECAY = """def f(w, g, lr, m):
+    c = interp(g, m, 0.9)
+    u = sign(c)
+    u = u + w
+    u = u * {step}
+    m = interp(g, m, 0.99)
+    return u, m"""
+
+
+def test_neighbours_double_a_term_and_put_lr_where_a_constant_stood_for_it():
+    from optsearch.search.equivalence import screen_child
+    from optsearch.search.mutate import neighbours
+    lion = load_zoo("lion_wd2")
+    doubled = parse_program(LION_UNIT_DECAY.format(step="lr"))   # decay 1: w doubled is Lion's 2
+    assert not matches(doubled, lion)
+    assert any(matches(screen_child(p, 24)[0], lion) for p, name in neighbours(doubled) if name == "scale")
+    frozen = parse_program(LION_UNIT_DECAY.format(step="0.001").replace("u + w", "u + d").replace(
+        "u = sign(c)", "u = sign(c)\n    d = w * 2.0"))                 # lr replaced by the lr it saw
+    assert not matches(frozen, lion)
+    assert any(matches(screen_child(p, 24)[0], lion) for p, name in neighbours(frozen) if name == "change_arg")

@@ -200,7 +200,7 @@ LION_WITH_NOISE = """def lion_eps(w, g, lr, m):
     c = interp(g, m, 0.9)
     update = sign(c)
     m = interp(g, m, 0.98999)
-    decay = w * 0.5
+    decay = w * 2.0
     update = update + decay
     tiny = g * 1e-12
     update = update + tiny
@@ -224,7 +224,7 @@ def test_evaluated_stage_removes_what_does_not_matter_and_rounds_constants(monke
                  progress=lines.append, strict=True)
     assert [s.split(":")[0] for s in r.removed] == ["line 8"]           # update + tiny
     assert r.rounded == ["line 4: 0.98999 -> 0.99 in m = interp(g, m, 0.98999)"]
-    assert matches(r.after, load_zoo("lion_strong_wd"), rel_tol=0, abs_tol=0)   # weight decay and lr kept
+    assert matches(r.after, load_zoo("lion_wd2"), rel_tol=0, abs_tol=0)   # weight decay and lr kept
     assert r.fitness_after >= r.fitness_before and r.fitness_after == pytest.approx(1.0)
     assert r.noise == 0.0
     assert len(trained) == len(set(trained)) == r.evaluations        # no canonical form trained twice
@@ -269,7 +269,7 @@ def test_cli_prints_before_and_after_and_writes_a_parseable_program(tmp_path, ca
 
 
 def test_cli_with_a_task_reports_fitness(tmp_path, capsys):
-    code, out, err = _cli(capsys, "simplify", "lion_strong_wd", "--task", "imitate", "--seeds", "1", "--tolerance", "0",
+    code, out, err = _cli(capsys, "simplify", "lion_wd2", "--task", "imitate", "--seeds", "1", "--tolerance", "0",
                           "--lr-multipliers", "1", "--json")
     report = json.loads(out)
     assert code == 0
