@@ -101,6 +101,9 @@ def main() -> None:
     p.add_argument("--runs-dir", help="keep the evolution runs here (default: a temporary directory)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rediscovery.json"))
     args = p.parse_args()
+    if args.runs_dir and Path(args.runs_dir).is_dir() and any(Path(args.runs_dir).iterdir()):
+        p.error(f"--runs-dir {args.runs_dir}: not empty (its runs would clash with this benchmark's); "
+                "choose a new or empty folder")
     cases = args.case or list(CASES)
     methods = ["evolution"] + ([] if args.no_random else ["random"])
     with tempfile.TemporaryDirectory() as tmp:

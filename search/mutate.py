@@ -281,7 +281,8 @@ def _swappable(d: _Draft) -> list[tuple[int, int, int, list[int]]]:
             if j < 0:
                 continue
             inner = d.body[j]
-            slots = [m for m, b in enumerate(inner.args) if isinstance(b, Var) and m not in OPS[inner.op].coefficient_args]
+            coefficients = OPS[inner.op].coefficient_args
+            slots = [m for m, b in enumerate(inner.args) if isinstance(b, Var) and m not in coefficients]
             if slots:
                 out.append((i, k, j, slots))
     return out
