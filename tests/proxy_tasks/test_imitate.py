@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from optsearch.discovered import load_zoo
-from optsearch.dsl import parse_program, print_program
+from optsearch.dsl import parse_program
 from optsearch.evaluators import evaluate, train
+from optsearch.evaluators.calibrate import adamw_program
 from optsearch.proxy_tasks import get_task
 from optsearch.proxy_tasks.references import load_references
 
@@ -41,7 +42,7 @@ def test_fitness_is_one_for_a_perfect_imitation_and_zero_for_adamw():
     assert evaluate(load_zoo("lion_wd2"), [task]).fitness == pytest.approx(1.0)
     # the reference is AdamW at its tuned lr and weight decay: that AdamW scores 0, the zoo's below it
     ref = load_references()["imitate/small"]
-    tuned = parse_program(print_program(load_zoo("adamw")).replace("w * 0.01", f"w * {ref.weight_decay!r}"))
+    tuned = adamw_program(ref.weight_decay)
     fitness = evaluate(tuned, [task], seeds=(0, 1, 2), lr_multipliers=(ref.lr / task.budget.lr,)).fitness
     assert fitness == pytest.approx(0.0, abs=1e-6)
     assert evaluate(load_zoo("adamw"), [task], seeds=(0, 1, 2)).fitness < 0
