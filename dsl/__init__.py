@@ -1,7 +1,8 @@
 """The optimizer language: IR, op registry, parser, printer, analysis, interpreter, exporter."""
 from optsearch.dsl.analysis import Analysis, canonicalize, check, dead_statements, structural_hash, variable_types
 from optsearch.dsl.errors import OptsearchError, ProgramError
-from optsearch.dsl.interpret import CompiledProgram, FlatReducer, Layout, ProgramOptimizer, compile_program
+from optsearch.dsl.interpret import (CompiledProgram, FlatReducer, Layout, ProgramOptimizer, StepFunction, as_step,
+                                     compile_program)
 from optsearch.dsl.ir import INPUTS, Const, Operand, Program, Statement, Var
 from optsearch.dsl.ops import OPS, Op, get_op
 from optsearch.dsl.parse import load_program, parse_program
@@ -10,7 +11,8 @@ from optsearch.dsl.subspace import Subspace, SubspaceProgram, subspace_from_opti
 
 __all__ = [
     "Analysis", "CompiledProgram", "Const", "FlatReducer", "INPUTS", "Layout", "OPS", "Op", "Operand",
-    "OptsearchError", "Program", "ProgramError", "ProgramOptimizer", "Statement", "Var", "canonicalize",
+    "OptsearchError", "Program", "ProgramError", "ProgramOptimizer", "Statement", "StepFunction", "Var", "as_step",
+    "canonicalize",
     "check", "compile_program", "dead_statements", "format_statement", "get_op", "load_program",
     "parse_program", "print_program", "structural_hash", "variable_types",
     "Subspace", "SubspaceProgram", "subspace_from_options", "subspace_program",

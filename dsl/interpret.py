@@ -16,6 +16,7 @@ reduction's result) lives on the axis of the value it reduced, and is gathered t
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Sequence
@@ -190,7 +191,26 @@ class _Step:
     gathers: tuple[tuple[int, str, str, bool], ...] = ()  # (arg, from, onto, per-tensor scalar)
 
 
-class CompiledProgram:
+class StepFunction(ABC):
+    """What the evaluators, `ProgramOptimizer` and the exporter run: a compiled program, or a
+    transform around one (`SubspaceProgram`). One step over flat buffers, its zero state, and the
+    state it keeps for given parameter shapes."""
+
+    @abstractmethod
+    def init_state(self, w: Tensor, layout: Layout | None = None) -> tuple[Tensor, ...]:
+        """Zero state for the flat parameter buffer `w` `(*batch, N)` laid out by `layout`."""
+
+    @abstractmethod
+    def step_flat(self, w: Tensor, g: Tensor, lr: float | Tensor, step: int | float | Tensor,
+                  state: Sequence[Tensor], reducer: FlatReducer) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One step: `(update, new_state)`; the caller applies `w - update`."""
+
+    @abstractmethod
+    def state_numel(self, shapes: Sequence[torch.Size]) -> int:
+        """Optimizer-state numbers one copy keeps for parameters of `shapes`."""
+
+
+class CompiledProgram(StepFunction):
     """A program turned into a list of kernel calls over slots; build once, call every step."""
 
     def __init__(self, program: Program, analysis: Analysis | None = None):
@@ -297,6 +317,16 @@ def compile_program(program: Program) -> CompiledProgram:
     return CompiledProgram(program)
 
 
+def as_step(program: Program | StepFunction) -> StepFunction:
+    """`program` compiled, or returned as it is if it is already a step function (a compiled
+    program, a transform around one); raises `ProgramError` if it is an invalid program."""
+    if isinstance(program, StepFunction):
+        return program
+    if isinstance(program, Program):
+        return compile_program(program)
+    raise TypeError(f"expected a Program or a StepFunction, got {type(program).__name__}")
+
+
 class ProgramOptimizer:
     """Run a compiled program over a list of parameters in place: `w <- w - update`.
 
@@ -304,8 +334,8 @@ class ProgramOptimizer:
     may then be a tensor broadcastable against `(*batch, 1)`. State lives in flat buffers.
     """
 
-    def __init__(self, program: Program | CompiledProgram, params: Sequence[Tensor], batch_dims: int = 0):
-        self.compiled = program if hasattr(program, "step_flat") else compile_program(program)  # or a step object
+    def __init__(self, program: Program | StepFunction, params: Sequence[Tensor], batch_dims: int = 0):
+        self.compiled = as_step(program)
         self.params = list(params)
         self.batch_dims = batch_dims
         self.layout = Layout.of(self.params, batch_dims)

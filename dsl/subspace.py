@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from optsearch.dsl.errors import OptsearchError
-from optsearch.dsl.interpret import CompiledProgram, FlatReducer, Layout, compile_program
+from optsearch.dsl.interpret import CompiledProgram, FlatReducer, Layout, StepFunction, compile_program
 
 Projection = Literal["online", "svd"]
 Init = Literal["svd", "random", "identity"]
@@ -180,8 +180,8 @@ class _Plan:
     transposed: dict[int, bool] = field(default_factory=dict)   # rows are the smaller side
 
 
-class SubspaceProgram:
-    """A step object running `compiled` in a low-rank subspace of each matrix parameter.
+class SubspaceProgram(StepFunction):
+    """A step function running `compiled` in a low-rank subspace of each matrix parameter.
 
     State tuple: the program's state over the low-rank buffer (one `(*batch, N_low)` tensor per
     state variable), then `P` for every projected parameter in one `(*batch, N_P)` tensor, then (for
@@ -199,7 +199,7 @@ class SubspaceProgram:
     def __repr__(self) -> str:
         return f"SubspaceProgram({self.program.name}, {self.subspace.describe()})"
 
-    # -- the step-object protocol -----------------------------------------------------------------
+    # -- the StepFunction interface -----------------------------------------------------------------
 
     def init_state(self, w_flat: Tensor, layout: Layout | None = None) -> tuple[Tensor, ...]:
         """Zero low-rank program state, `P` (random or identity now; from the first gradient for
@@ -229,8 +229,7 @@ class SubspaceProgram:
         """Optimizer-state elements for parameters of these shapes: the program's state over the
         low-rank shapes, plus `P` (and Adam's two moments for it under `online`)."""
         low, proj = self._low_shapes(shapes)
-        inner = getattr(self.compiled, "state_numel", None)
-        n = inner(low) if inner is not None else len(self.state_names) * sum(s.numel() for s in low)
+        n = self.compiled.state_numel(low)
         p = sum(r * s for r, s in proj)
         return n + p * (3 if self.subspace.projection == "online" else 1)
 

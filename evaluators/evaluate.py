@@ -8,11 +8,10 @@ from typing import Literal, Sequence
 
 import torch
 
-from optsearch.dsl import CompiledProgram, Program, ProgramError, compile_program
+from optsearch.dsl import Program, ProgramError, StepFunction, as_step
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, best_over_lr, relative_fitness
 from optsearch.evaluators.train import Status, train
-from optsearch.proxy_tasks import Task, get_task
-from optsearch.proxy_tasks.imitate import ImitationTask
+from optsearch.proxy_tasks import ProxyTask, get_task
 
 
 @dataclass
@@ -42,7 +41,7 @@ class EvalResult:
 
     `state_per_param` is the optimizer state one model copy keeps, per parameter (AdamW 2, Lion 1,
     Adafactor about (m + n) / (m n) for m x n matrices), averaged over the tasks; None where the
-    step object cannot say (no `state_numel`) or the program is invalid.
+    program is invalid.
     """
 
     status: Status
@@ -67,14 +66,14 @@ def _json_safe(x):
     return x
 
 
-def evaluate(program: Program | CompiledProgram, tasks: Sequence[Task | tuple[str, str] | str],
+def evaluate(program: Program | StepFunction, tasks: Sequence[ProxyTask | tuple[str, str] | str],
              seeds: Sequence[int] = (0,), lr_multipliers: Sequence[float] = DEFAULT_LR_MULTIPLIERS,
              time_limit: float | None = None, device: str | torch.device = "cpu") -> EvalResult:
     """Train `program` on each task for every (seed, lr multiplier) and score it; never raises
     for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead)."""
     start = time.perf_counter()
     try:
-        compiled = program if hasattr(program, "step_flat") else compile_program(program)  # or a step object
+        compiled = as_step(program)
     except ProgramError as e:
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []
@@ -96,24 +95,17 @@ def evaluate(program: Program | CompiledProgram, tasks: Sequence[Task | tuple[st
     status = _overall_status([s.status for s in scores])
     errors = [f"{s.task}/{s.size}: {s.error}" for s in scores if s.error]
     memory = [s.state_per_param for s in scores]
-    mean_memory = sum(memory) / len(memory) if memory and None not in memory else None  # type: ignore[arg-type]
+    mean_memory = sum(memory) / len(memory) if memory else None
     return EvalResult(status, aggregate([s.fitness for s in scores]), scores,
                       time.perf_counter() - start, "; ".join(errors) or None, mean_memory)
 
 
-def state_per_param(step_object, task: Task, seed: int = 0) -> float | None:
-    """Optimizer-state numbers per parameter of `task`'s model that `step_object` keeps (its
-    `state_numel` over the model's parameter shapes, divided by their number); None if it has no
-    `state_numel`."""
-    state_numel = getattr(step_object, "state_numel", None)
-    if state_numel is None:
-        return None
-    if isinstance(task, ImitationTask):
-        shapes = list(task.stream(seed).shapes)
-    else:
-        shapes = [t.shape for t in task.init(seed).values()]
+def state_per_param(step: StepFunction, task: ProxyTask, seed: int = 0) -> float:
+    """Optimizer-state numbers per parameter of `task`'s model that `step` keeps (its
+    `state_numel` over the model's parameter shapes, divided by their number)."""
+    shapes = task.param_shapes(seed)
     params = sum(math.prod(s) for s in shapes)
-    return state_numel(shapes) / params if params else 0.0
+    return step.state_numel(shapes) / params if params else 0.0
 
 
 def _overall_status(statuses: list[Status]) -> Status:
@@ -123,9 +115,9 @@ def _overall_status(statuses: list[Status]) -> Status:
     return "ok"
 
 
-def resolve_task(spec: Task | tuple[str, str] | str, device: str | torch.device = "cpu") -> Task:
-    """A task from a `Task`, a `(name, size)` pair, or `"name"` / `"name/size"`."""
-    if isinstance(spec, (Task, ImitationTask)):
+def resolve_task(spec: ProxyTask | tuple[str, str] | str, device: str | torch.device = "cpu") -> ProxyTask:
+    """A task from a `ProxyTask`, a `(name, size)` pair, or `"name"` / `"name/size"`."""
+    if isinstance(spec, ProxyTask):
         task = spec
     else:
         name, size = spec if isinstance(spec, tuple) else (spec.split("/") + ["small"])[:2]

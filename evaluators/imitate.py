@@ -10,12 +10,12 @@ from typing import Sequence
 
 import torch
 
-from optsearch.dsl import CompiledProgram, FlatReducer, Layout
+from optsearch.dsl import FlatReducer, Layout, StepFunction
 from optsearch.evaluators.train import TrainResult
 from optsearch.proxy_tasks.imitate import ImitationTask
 
 
-def imitate(compiled: CompiledProgram, task: ImitationTask, seeds: Sequence[int],
+def imitate(compiled: StepFunction, task: ImitationTask, seeds: Sequence[int],
             mults: Sequence[float], result: TrainResult) -> None:
     """Fill `result` with each copy's normalised update error (inf where it is not finite)."""
     streams = [task.stream(s) for s in seeds]

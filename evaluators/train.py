@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
-from optsearch.dsl import CompiledProgram, FlatReducer, Layout, Program, ProgramError, compile_program
-from optsearch.proxy_tasks import Task
+from optsearch.dsl import FlatReducer, Layout, Program, ProgramError, StepFunction, as_step
+from optsearch.proxy_tasks import ProxyTask, Task
 
 Status = Literal["ok", "diverged", "invalid", "timeout", "error"]
 Batching = Literal["auto", "vmap", "loop"]
@@ -58,7 +58,7 @@ class TrainResult:
         return self.metrics[seed_index * len(self.lr_multipliers) + lr_index]
 
 
-def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] = (0,),
+def train(program: Program | StepFunction, task: ProxyTask, seeds: Sequence[int] = (0,),
           lr_multipliers: Sequence[float] = (1.0,), time_limit: float | None = None,
           device: str | torch.device = "cpu", batching: Batching = "auto") -> TrainResult:
     """Train `program` on `task` for every (seed, lr multiplier) pair; see the module docstring.
@@ -72,15 +72,14 @@ def train(program: Program | CompiledProgram, task: Task, seeds: Sequence[int] =
     start = time.perf_counter()
     result = TrainResult("ok", seeds, mults)
     try:
-        # A program, or any step object (a compiled program, a transform around one).
-        compiled = program if hasattr(program, "step_flat") else compile_program(program)
+        compiled = as_step(program)  # a program, or a step function (compiled, or a transform around one)
     except ProgramError as e:
         result.status, result.error = "invalid", str(e)
         return _finish(result, start, len(seeds) * len(mults))
     try:
         device = torch.device(device)
         vmapped = batching == "vmap" or (batching == "auto" and device.type != "cpu")
-        if getattr(task, "kind", None) == "imitation":
+        if task.kind == "imitation":
             from optsearch.evaluators.imitate import imitate  # imitate.py imports TrainResult from here
             imitate(compiled, task.to(device), seeds, mults, result)
         else:
@@ -99,7 +98,7 @@ def _finish(result: TrainResult, start: float, copies: int) -> TrainResult:
     return result
 
 
-def _train(compiled: CompiledProgram, task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
+def _train(compiled: StepFunction, task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
            time_limit: float | None, device: torch.device, vmapped: bool, result: TrainResult,
            start: float) -> None:
     budget = task.budget

@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, ClassVar, Iterator, Literal
 
 import torch
 from torch import Tensor
@@ -82,15 +82,16 @@ class Budget:
                 f", AdamW wd {self.weight_decay:g}")
 
 
-class Task(ABC):
-    """A proxy task: a model, its data and its budget, as pure functions over parameter dicts.
+class ProxyTask(ABC):
+    """What the evaluators score a program on: a training `Task`, or an imitation task
+    (`proxy_tasks.imitate`) that follows a target optimizer's updates without training a model.
 
-    Subclasses keep their data as `Tensor` attributes (so `to` can move them) and set
-    `name`, `size`, `budget` and `description`. `reference` is AdamW's validation metric at the
-    budget (mean over seeds 0-2, from `python -m optsearch.proxy_tasks --seeds 0 1 2`), None
-    where not measured yet.
+    Subclasses set `name`, `size`, `budget` and `description`. `reference` is AdamW's metric at
+    the budget (lower is better), None where not measured yet. `kind` says how the evaluator runs
+    it: "training" or "imitation".
     """
 
+    kind: ClassVar[str]
     name: str
     size: Size
     budget: Budget
@@ -98,6 +99,33 @@ class Task(ABC):
     reference: float | None = None
     calibration: "Reference | None" = None  # the tuned AdamW run behind `reference`, when calibrated
     device: torch.device = torch.device("cpu")
+
+    @abstractmethod
+    def param_shapes(self, seed: int = 0) -> list[torch.Size]:
+        """The shapes of the parameters a program steps (its optimizer state is sized by them)."""
+
+    def to(self, device: str | torch.device) -> "ProxyTask":
+        """A copy of this task whose data lives on `device` (moved once, here)."""
+        device = torch.device(device)
+        moved = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(moved, key, value.to(device))
+        moved.device = device
+        return moved
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}/{self.size} on {self.device}>"
+
+
+class Task(ProxyTask):
+    """A proxy training task: a model, its data and its budget, as pure functions over parameter
+    dicts. Subclasses keep their data as `Tensor` attributes (so `to` can move them). `reference`
+    is AdamW's validation metric at the budget (mean over seeds 0-2, from
+    `python -m optsearch.proxy_tasks --seeds 0 1 2`).
+    """
+
+    kind = "training"
 
     @abstractmethod
     def init(self, seed: int) -> dict[str, Tensor]:
@@ -120,18 +148,8 @@ class Task(ABC):
         for step in range(1, self.budget.steps + 1):
             yield self.batch(seed, step)
 
-    def to(self, device: str | torch.device) -> "Task":
-        """A copy of this task whose data lives on `device` (moved once, here)."""
-        device = torch.device(device)
-        moved = copy.copy(self)
-        for key, value in vars(self).items():
-            if isinstance(value, Tensor):
-                setattr(moved, key, value.to(device))
-        moved.device = device
-        return moved
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}/{self.size} on {self.device}>"
+    def param_shapes(self, seed: int = 0) -> list[torch.Size]:
+        return [t.shape for t in self.init(seed).values()]
 
 
 class ClassificationTask(Task):

@@ -11,7 +11,6 @@ proves the search can rediscover a known optimizer (shared/research/search-notes
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from optsearch.discovered import load_zoo, zoo_names
 from optsearch.dsl import Layout, ProgramOptimizer
-from optsearch.proxy_tasks.base import Budget, Size
+from optsearch.proxy_tasks.base import Budget, ProxyTask, Size
 from optsearch.proxy_tasks.mlp import MLP
 
 
@@ -37,13 +36,11 @@ class Stream:
 STEPS: dict[str, int] = {"small": 64, "medium": 200, "large": 500}
 
 
-class ImitationTask:
+class ImitationTask(ProxyTask):
     """Imitate `target`'s updates (see the module docstring). Not a training task: the
     evaluator scores it with `optsearch.evaluators.imitate`, not by training a model."""
 
     kind = "imitation"
-    calibration = None
-    reference: float | None = None
 
     def __init__(self, name: str, size: Size, target: str, target_lr: float) -> None:
         if target not in zoo_names() and not isinstance(getattr(torch.optim, target, None), type):
@@ -60,10 +57,8 @@ class ImitationTask:
             s = Stream(s.shapes, s.w.to(self.device), s.g.to(self.device), s.u.to(self.device))
         return s
 
-    def to(self, device: str | torch.device) -> "ImitationTask":
-        moved = copy.copy(self)
-        moved.device = torch.device(device)
-        return moved
+    def param_shapes(self, seed: int = 0) -> list[torch.Size]:
+        return list(self.stream(seed).shapes)
 
     def __repr__(self) -> str:
         return f"<ImitationTask {self.name}/{self.size} target={self.target} on {self.device}>"

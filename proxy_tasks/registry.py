@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from optsearch.proxy_tasks import references
-from optsearch.proxy_tasks.base import SIZES, Size, Task
-from optsearch.proxy_tasks.imitate import ImitationTask, make_imitate, make_imitate_rmsprop
+from optsearch.proxy_tasks.base import SIZES, ProxyTask, Size
+from optsearch.proxy_tasks.imitate import make_imitate, make_imitate_rmsprop
 from optsearch.proxy_tasks.lm import make_lm, make_lm_smalldata
 from optsearch.proxy_tasks.mlp import make_mlp
 from optsearch.proxy_tasks.quadratic import Quadratic
@@ -19,7 +19,7 @@ class TaskInfo:
 
     name: str
     summary: str
-    make: Callable[[Size], "Task | ImitationTask"]
+    make: Callable[[Size], ProxyTask]
     sizes: tuple[Size, ...] = SIZES
     kind: Literal["training", "imitation"] = "training"  # imitation tasks have no model to train
 
@@ -47,7 +47,7 @@ TASKS: dict[str, TaskInfo] = {info.name: info for info in [
 TRAINING_TASKS: tuple[str, ...] = tuple(n for n, info in TASKS.items() if info.kind == "training")
 
 
-def get_task(name: str, size: str = "small") -> "Task | ImitationTask":
+def get_task(name: str, size: str = "small") -> ProxyTask:
     """Build task `name` at `size`; unknown names or sizes raise ValueError listing the choices.
 
     Its `reference` is the calibrated one in references.json when there is one, else the
