@@ -7,7 +7,7 @@ along the same stream (teacher forcing: it sees the target's `w_t` and `g_t`, wh
 state evolves from zero) at learning rate `target_lr x multiplier`, and its metric is the
 normalised squared error `sum_t |u_t - u*_t|^2 / sum_t |u*_t|^2`: 0 is a perfect imitation,
 1 is no update at all. Cheap (no forward or backward passes), deterministic, and the task that
-proves the search can rediscover a known optimizer (shared/research/search-notes.md).
+proves the search can rediscover a known optimizer (`benchmarks/rediscovery.py`).
 """
 from __future__ import annotations
 

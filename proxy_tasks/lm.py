@@ -13,8 +13,8 @@ the metric is the mean next-character cross-entropy (nats) over the whole valida
 into consecutive windows of the context length.
 
 `lm_smalldata` trains on only the first `train_chars` of the training split for many epochs,
-the regime where sign-momentum methods act as a regulariser (see
-shared/research/lion-at-small-scale.md; on this corpus AdamW still led there).
+the regime where sign-momentum methods are reported to act as a regulariser (on this corpus
+AdamW still led there: benchmarks/LION_REGIMES.md).
 """
 from __future__ import annotations
 

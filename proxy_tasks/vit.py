@@ -8,8 +8,7 @@ embeds them with learned positions, runs pre-norm transformer blocks, mean-pools
 classifies. The metric is the validation cross-entropy.
 
 `vit_smalldata` trains the same kind of model on few images for ~30 epochs, the regime where
-shared/research/lion-at-small-scale.md measured signum ahead of AdamW tuned over lr and weight
-decay. With this generator a one-seed check at the medium size had them level (AdamW 0.993,
+small-scale studies measured signum ahead of AdamW tuned over lr and weight decay. With this generator a one-seed check at the medium size had them level (AdamW 0.993,
 signum 1.015 at their best of a small lr x weight-decay grid); weight decay matters a lot here.
 """
 from __future__ import annotations

@@ -8,8 +8,8 @@ the caller draws again. Children are not type-checked here: the search's abstrac
 does that, and counts the rejects.
 
 Besides the classic insert / delete / change-argument / change-op / perturb-constant (one, or
-all at once), three mutations make the moves that matter for optimizers likely
-(shared/research/search-notes.md):
+all at once), three mutations make the moves that matter for optimizers likely (a naive
+evolution from AdamW towards Lion stalls without them):
 `wrap` applies an op to a value in place (`x = sign(x)` right where `x` is made), `split`
 copies a statement with one constant moved so that two of its uses can differ (Lion's `c` and
 `m` come from one interpolation with two betas), and `add_state` adds a new exponential moving
