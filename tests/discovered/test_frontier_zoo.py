@@ -65,6 +65,12 @@ def _schedulefree_adamw(params, lr):
     return opt
 
 
+def _prodigy(params, lr):
+    from prodigyopt import Prodigy
+
+    return Prodigy(params, lr)
+
+
 class CautiousAdamW(torch.optim.Optimizer):
     """torch.optim.AdamW's update (its single-tensor form) with pytorch_optimizer's cautious mask
     (`BaseOptimizer.apply_cautious`) on the Adam part, before the decoupled decay, as C-Optim's
@@ -105,6 +111,7 @@ FRONTIER = {
     "adan": ("pytorch_optimizer.Adan (proximal decay)", _adan, 1e-2),
     "mars": ("pytorch_optimizer.MARS(optimize_1d=True)", _mars, 3e-3),
     "schedulefree_adamw": ("schedulefree.AdamWScheduleFree, train mode", _schedulefree_adamw, 1e-2),
+    "prodigy": ("prodigyopt.Prodigy (one param group)", _prodigy, 1.0),
 }
 
 X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -156,7 +163,7 @@ def _float64():
 @pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
 @pytest.mark.parametrize("name", sorted(FRONTIER))
 def test_export_matches_its_reference_after_40_steps(name, foreach):
-    pytest.importorskip({"adopt": "adopt", "schedulefree_adamw": "schedulefree"}.get(name, "pytorch_optimizer"))
+    pytest.importorskip({"adopt": "adopt", "schedulefree_adamw": "schedulefree", "prodigy": "prodigyopt"}.get(name, "pytorch_optimizer"))
     assert relative_error(name, foreach) <= TOLERANCE
 
 
