@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from optsearch.discovered import load_zoo
-from optsearch.dsl.export import export_program
+from optsearch.dsl.export import class_name_for, export_program
 
 STEPS = 40
 TOLERANCE = 1e-12  # measured: 1e-15 to 3e-14 (discovered/README.md)
@@ -128,7 +128,7 @@ def _exported(name: str) -> type[torch.optim.Optimizer]:
     program = load_zoo(name)
     module = types.ModuleType(f"exported_{name}")
     exec(compile(export_program(program), f"<exported {name}>", "exec"), module.__dict__)
-    return getattr(module, "".join(p.capitalize() for p in name.split("_")))
+    return getattr(module, class_name_for(program))
 
 
 def _train(make_optimizer, steps: int = STEPS) -> list[torch.Tensor]:
