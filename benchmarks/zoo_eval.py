@@ -1,10 +1,12 @@
 """Where known optimizers stand against tuned AdamW on every proxy task.
 
 `optsearch eval` of adamw, lion, signum, sgd and a deliberately divergent program on each task
-(best of the default lr multipliers per seed, mean over seeds), one torch thread. Writes
-`benchmarks/results/zoo_eval.json` and prints a markdown table for the README.
+(best of the default lr multipliers per seed, mean over seeds), one torch thread; `--frontier`
+adds the frontier zoo (cautious_adamw ... prodigy). Writes `benchmarks/results/zoo_eval.json`
+(or `--out`) and prints a markdown table for the README.
 
     python benchmarks/zoo_eval.py [--size small] [--seeds 1] [--tasks lm vit ...] [--programs lion ...]
+                                  [--frontier] [--out PATH]
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from optsearch.discovered import load_zoo
 from optsearch.dsl import parse_program
-from optsearch.evaluators import evaluate
+from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate
 from optsearch.proxy_tasks import TASKS, get_task
 
 RESULTS = Path(__file__).parent / "results" / "zoo_eval.json"
@@ -30,6 +32,16 @@ def divergent(w, g, lr):
     return u
 """)
 PROGRAMS = ["adamw", "lion", "signum", "sgd", "divergent"]
+FRONTIER = ["cautious_adamw", "cautious_lion", "ademamix", "adopt", "laprop", "adan", "mars",
+            "schedulefree_adamw", "prodigy"]
+
+
+def lr_multipliers(program: str, task) -> tuple[float, ...]:
+    """The lr grid, as multiples of the task's AdamW lr. Prodigy's lr multiplies its own step-size
+    estimate d (prodigyopt's default is 1), so its grid is around lr 1 instead."""
+    if program == "prodigy":
+        return tuple(m / task.budget.lr for m in (0.1, 0.3, 1.0, 3.0))
+    return tuple(DEFAULT_LR_MULTIPLIERS)
 
 
 def main() -> None:
@@ -38,15 +50,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--programs", nargs="+", default=PROGRAMS)
+    ap.add_argument("--frontier", action="store_true", help="also evaluate the frontier zoo")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"the JSON file to write (default {RESULTS})")
     args = ap.parse_args()
+    if args.frontier:
+        args.programs += [p for p in FRONTIER if p not in args.programs]
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.tasks:
         task = get_task(name, args.size)
         for prog in args.programs:
             program = DIVERGENT if prog == "divergent" else load_zoo(prog)
-            r = evaluate(program, [task], seeds=range(args.seeds))
+            r = evaluate(program, [task], seeds=range(args.seeds), lr_multipliers=lr_multipliers(prog, task))
             s = r.scores[0]
             rows.append({"task": name, "size": args.size, "program": prog, "status": r.status,
                          "metric": s.metric, "reference": s.reference, "fitness": r.fitness,
@@ -54,12 +70,12 @@ def main() -> None:
                          "error": (s.error or "").splitlines()[0] if s.error else None})
             print(f"{name:<14} {prog:<10} {r.status:<9} metric {s.metric:.4f} fitness {r.fitness:+.4f} "
                   f"lr x{s.best_lr} steps {s.steps} {r.seconds:.1f}s", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     safe = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()} for row in rows]
-    RESULTS.write_text(json.dumps({
+    args.out.write_text(json.dumps({
         "benchmark": "zoo_eval", "torch": torch.__version__, "python": platform.python_version(),
         "threads": args.threads, "seeds": args.seeds, "size": args.size,
-        "lr_multipliers": "default (1/30, 0.1, 0.3, 1, 3)", "date": time.strftime("%Y-%m-%d"), "rows": safe,
+        "lr_multipliers": "default (1/30, 0.1, 0.3, 1, 3); prodigy: lr 0.1, 0.3, 1, 3", "date": time.strftime("%Y-%m-%d"), "rows": safe,
     }, indent=1) + "\n")
     print()
     print("| task | " + " | ".join(args.programs) + " | seconds per evaluation |")

@@ -194,6 +194,9 @@ _red("dot", "x y", lambda r, x, y: r.sum(x * y), "torch.sum({0} * {1})",
 _red("global_norm", "x", lambda r, x: torch.sqrt(r.global_sum(x * x)),
      "torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in {0}]))",
      "L2 norm over all parameters together", kind="global")
+_red("global_sum", "x", lambda r, x: r.global_sum(x),
+     "torch.sum(torch.stack([torch.sum(t) for t in {0}]))",
+     "sum over all parameters together (signed: Prodigy's inner products of g and w0 - w)", kind="global")
 
 
 # ---------------------------------------------------------------------------------------------

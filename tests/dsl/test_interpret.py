@@ -149,6 +149,16 @@ def test_global_norm_spans_all_parameters():
     assert not torch.allclose(alone[0], params[0])
 
 
+def test_global_sum_spans_all_parameters_with_sign():
+    prog = program("def f(w, g, lr):\n    s = global_sum(g)\n    u = w * s\n    return u\n")
+    grads = [randn(*s, seed=10 + k) for k, s in enumerate(SHAPES)]
+    params = [torch.ones_like(g) for g in grads]
+    ProgramOptimizer(prog, params).step(grads, 0.1)
+    total = torch.cat([g.flatten() for g in grads]).sum()
+    for p in params:
+        torch.testing.assert_close(p, torch.ones_like(p) - total)
+
+
 def test_global_norm_is_per_copy_under_a_batch_axis():
     grads = [randn(3, *s, seed=k) for k, s in enumerate(SHAPES)]
     params = [torch.zeros_like(g) for g in grads]

@@ -44,6 +44,7 @@ REFERENCE = {
     "max_abs": lambda x: x.abs().max(),
     "dot": lambda x, y: (x * y).sum(),
     "global_norm": lambda xs: torch.cat([x.flatten() for x in xs]).square().sum().sqrt(),
+    "global_sum": lambda xs: torch.cat([x.flatten() for x in xs]).sum(),
     # Row and col values, seen through `u = r + m`: each element gets its row's (column's) mean.
     "row_mean": lambda x: _matrix(x).mean(1, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
     "col_mean": lambda x: _matrix(x).mean(0, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
