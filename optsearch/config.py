@@ -31,11 +31,11 @@ class ExecutorSettings:
     """Where evaluations run (`executor:`): `inline` (this process) or `ray` (local instance or a cluster)."""
 
     kind: str = setting("ray", text(("inline", "ray")))
-    workers: int | None = setting(None, integer(1, optional=True))  # default: the machine's cores (ray) / 1 (inline)
+    workers: int | None = setting(None, integer(1, 10_000, optional=True))  # default: the machine's cores (ray)
     address: str | None = setting(None, text(optional=True))        # ray: None starts a local instance;
                                                                     # "auto" or HOST:PORT joins a cluster
     gpus_per_worker: float = setting(0.0, number(0))
-    threads_per_worker: int = setting(1, integer(1))
+    threads_per_worker: int = setting(1, integer(1, 1024))
     max_retries: int = setting(2, integer(0))
     eval_timeout: float | None = setting(None, number(0, optional=True, open_lo=True))  # hard limit per evaluation
                                                                                          # (ray kills the worker)
@@ -77,7 +77,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
         for k in data:
             if k not in TOP_KEYS:
                 raise (where / k).fail(unknown_key(k, TOP_KEYS))
-        name = text(optional=True)(data.get("name"), where / "name") or default_name
+        name = _run_name(default_name if data.get("name") is None else data["name"], where / "name")
         top = read_section(SearchSettings, {k: data[k] for k in ("seed", "warm_start", "evaluation", "funnel")
                                             if k in data}, where)
         search = SearchSettings(**read_section(EvolutionSettings, data.get("search"), where / "search"),
@@ -89,6 +89,16 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
             line, p = (lines or {}).get(p), p[:-1]
         raise ConfigError(f"{source}:{line or 1}: {e}") from None
     return RunConfig(name, search, executor, source)
+
+
+def _run_name(v: Any, where: Where) -> str:
+    """The run's name: its directory is `runs/NAME`, so a name stays inside `runs/` (folders
+    such as `ablation/seed_1` group runs; `/abs`, `..`, `.` and empty parts would leave it)."""
+    name = text()(v, where)
+    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")) or "\0" in name:
+        raise where.fail(f"must be a run name (its directory is runs/NAME: no leading '/', no '.' or '..' "
+                         f"parts), got {show(name)}")
+    return name
 
 
 def _program(spec: str, base: Path) -> str:
@@ -112,19 +122,34 @@ def load_config(path: str | Path) -> RunConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the config: {getattr(e, 'strerror', None) or e}") from None
     data, lines = _load_yaml(content, str(path))
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty (a truncated copy?); a config needs at least a budget, "
+                          f"e.g. `budget: {{evaluations: 100}}`")
     return parse_config(data, str(path), lines, default_name=path.stem)
+
+
+# Values a config may hold once its aliases are expanded: real configs hold a few hundred, while
+# nested aliases (`&a [...]`, `[*a, *a, ...]`, nine deep) can stand for billions in a few lines.
+MAX_YAML_VALUES = 10_000
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     """The YAML document as Python values, plus the line of every key path."""
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _count_values(node, source)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}:{line}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}:1: not a config: values nested too deeply") from None
+    finally:
+        loader.dispose()
     lines: dict[tuple, int] = {}
 
     def walk(n, path: tuple) -> None:
@@ -141,6 +166,31 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     if node is not None:
         walk(node, ())
     return data, lines
+
+
+def _count_values(root: yaml.Node, source: str) -> int:
+    """How many values the document holds with every alias expanded, counted without expanding
+    them (each node once); a `ConfigError` beyond `MAX_YAML_VALUES` or for an alias inside itself."""
+    counts: dict[int, int | None] = {}   # node id -> values under it; None while it is being counted
+
+    def count(n: yaml.Node) -> int:
+        if id(n) in counts:
+            if counts[id(n)] is None:
+                raise ConfigError(f"{source}:{n.start_mark.line + 1}: an alias refers to a value that contains it")
+            return counts[id(n)]
+        counts[id(n)] = None
+        children = ([x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode)
+                    else n.value if isinstance(n, yaml.SequenceNode) else [])
+        total = 1
+        for child in children:
+            total += count(child)
+            if total > MAX_YAML_VALUES:
+                raise ConfigError(f"{source}:{n.start_mark.line + 1}: more than {MAX_YAML_VALUES:,} values once "
+                                  f"its aliases are expanded; write the values out instead of nesting aliases")
+        counts[id(n)] = total
+        return total
+
+    return count(root)
 
 
 def dump_config(config: RunConfig) -> str:

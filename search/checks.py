@@ -90,8 +90,10 @@ def plain(v: Any) -> Any:
     return v
 
 
-def show(v: Any) -> str:
-    return repr(v) if not isinstance(v, str) else f"'{v}'"
+def show(v: Any, limit: int = 80) -> str:
+    """A value as an error message quotes it: on one line, cut at `limit` characters."""
+    out = f"'{v}'" if isinstance(v, str) and v.isprintable() else repr(v)
+    return out if len(out) <= limit else out[:limit - 3] + "..."
 
 
 def unknown_key(key, known) -> str:

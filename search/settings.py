@@ -39,6 +39,13 @@ DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
 }
 
 
+# Sizes beyond what the engine can run. A population is filled with copies of the warm start and
+# scanned at every evaluation (100,000 fills in seconds; 300,000 did not fill in two minutes), and
+# every seed is one more model copy trained at once in each evaluation.
+MAX_POPULATION = 100_000
+MAX_SEEDS = 1_000
+
+
 def task_spec(spec: str) -> str:
     """`name/size` as a config or the command line gives it, checked against the task registry
     (the size defaults to small); `ValueError` says what is wrong."""
@@ -144,7 +151,7 @@ class EvaluationSettings:
     limit, the device, and optionally a low-rank subspace every candidate runs in."""
 
     tasks: tuple[str, ...] = setting(("imitate/small",), _tasks)
-    seeds: int = setting(1, integer(1))
+    seeds: int = setting(1, integer(1, MAX_SEEDS))
     lr_multipliers: tuple[float, ...] = setting(DEFAULT_LR_MULTIPLIERS, numbers(0, open_lo=True))
     time_limit: float | None = setting(300.0, number(0, optional=True, open_lo=True))
     device: str = setting("cpu", text(("cpu", "cuda", "auto")))
@@ -161,7 +168,7 @@ class FunnelSettings:
     """
 
     tasks: tuple[str, ...] = setting(("mlp/medium",), _tasks)
-    seeds: int = setting(2, integer(1))
+    seeds: int = setting(2, integer(1, MAX_SEEDS))
     threshold: float = setting(0.0, number())
     top: int = setting(5, integer(1))
 
@@ -170,7 +177,7 @@ class FunnelSettings:
 class EvolutionSettings:
     """Regularized evolution's knobs (`search:`)."""
 
-    population: int = setting(64, integer(2))
+    population: int = setting(64, integer(2, MAX_POPULATION))
     tournament: int = setting(8, integer(1))
     max_statements: int = setting(24, integer(1))
     # evaluations without improvement -> restart, where improving means by more than restart_min_gain

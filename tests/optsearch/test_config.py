@@ -56,7 +56,7 @@ def test_the_name_defaults_to_the_file_stem(tmp_path):
 
 @pytest.mark.parametrize("text, line, message", [
     ("search:\n  populaton: 8\n", 2, "search.populaton: unknown key (did you mean 'population'?)"),
-    ("search:\n  population: many\n", 2, "search.population: must be an integer >= 2, got 'many'"),
+    ("search:\n  population: many\n", 2, "search.population: must be an integer >= 2 and <= 100000, got 'many'"),
     ("search:\n  population: 4\n  tournament: 8\n", 3, "search.tournament: must be <= search.population (4), got 8"),
     ("evaluation:\n  tasks: [imitate/small, lmm]\n", 2, "evaluation.tasks.1: unknown task 'lmm' (did you mean 'lm'?)"),
     ("evaluation:\n  tasks:\n    - mlp/huge\n", 3, "evaluation.tasks.0: task 'mlp' has sizes small, medium, large, got 'huge'"),
