@@ -36,8 +36,7 @@ def _evolution(case: str, seed: int, budget: int, run_root: str) -> dict:
     from optsearch.config import load_config
     from optsearch.run import evolve, with_overrides
     config = with_overrides(load_config(CASES[case]), max_evals=budget, executor="inline")
-    config = replace(config, search=replace(config.search, seed=seed),
-                     raw={**config.raw, "seed": seed})
+    config = replace(config, search=replace(config.search, seed=seed))
     run_dir = Path(run_root) / f"{case}_evolution_{seed}"
     start = time.monotonic()
     outcome, store = evolve(config, run_dir)

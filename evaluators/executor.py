@@ -15,9 +15,24 @@ from typing import Protocol
 import torch
 
 from optsearch.dsl import Program, ProgramError, parse_program
-from optsearch.dsl.subspace import subspace_from_options, subspace_program
+from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators.evaluate import EvalResult, evaluate
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
+
+
+@dataclass(frozen=True)
+class SubspaceOptions:
+    """Run each program in a low-rank subspace (optsearch.dsl.subspace); None takes the transform's
+    default, and rank 0 means the plain program."""
+
+    rank: int = 0
+    projection: str = "online"
+    update_every: int | None = None        # svd: steps between SVD refreshes
+    lr: float | None = None                # online: step size of the projection's update
+
+    def transform(self) -> Subspace | None:
+        """The transform these options ask for (`OptsearchError` for a bad combination)."""
+        return subspace_from_options(self.rank, self.projection, self.update_every, self.lr)
 
 
 @dataclass(frozen=True)
@@ -30,9 +45,7 @@ class EvalJob:
     lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
     time_limit: float | None = None
     device: str = "cpu"
-    # Run the program inside a low-rank subspace (optsearch.dsl.subspace): (rank, projection,
-    # update_every, lr), None for unset options; None runs the plain program.
-    subspace: tuple[int, str, int | None, float | None] | None = None
+    subspace: SubspaceOptions | None = None   # None runs the plain program
 
 
 @dataclass
@@ -60,10 +73,9 @@ def run_job(job: EvalJob) -> EvalResult:
     except ProgramError as e:
         return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
     step = program
-    if job.subspace is not None:
-        rank, projection, update_every, lr = job.subspace
+    if job.subspace is not None and job.subspace.rank:
         try:
-            step = subspace_program(program, subspace_from_options(rank, projection, update_every, lr))
+            step = subspace_program(program, job.subspace.transform())
         except ProgramError as e:
             return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
     device = job.device

@@ -86,26 +86,21 @@ def make_executor(settings: ExecutorSettings) -> Executor:
 def with_overrides(config: RunConfig, max_evals: int | None = None, executor: str | None = None,
                    workers: int | None = None, address: str | None = None, seconds: float | None = None) -> RunConfig:
     """`config` with the command line's budget and executor choices applied."""
-    search, x, raw = config.search, config.executor, dict(config.raw)
+    search, x = config.search, config.executor
     if max_evals is not None:
         if max_evals < 1:
             raise OptsearchError(f"--max-evals must be >= 1, got {max_evals}")
         search = replace(search, evaluations=max_evals)
-        raw["budget"] = {**raw["budget"], "evaluations": max_evals}
     if seconds is not None:
         if not (seconds > 0 and math.isfinite(seconds)):
             raise OptsearchError(f"--seconds must be a number > 0, got {seconds}")
         search = replace(search, seconds=seconds)
-        raw["budget"] = {**raw["budget"], "seconds": seconds}
     changes = {k: v for k, v in (("kind", executor), ("workers", workers), ("address", address)) if v is not None}
     if workers is not None and workers < 1:
         raise OptsearchError(f"--workers must be >= 1, got {workers}")
     if address is not None and "kind" not in changes:
         changes["kind"] = "ray"
-    if changes:
-        x = replace(x, **changes)
-        raw["executor"] = {**raw["executor"], **changes}
-    return replace(config, search=search, executor=x, raw=raw)
+    return replace(config, search=search, executor=replace(x, **changes))
 
 
 def resolve_programs(config: RunConfig) -> tuple[Program, Program | None]:

@@ -1,13 +1,26 @@
 """What a search needs to know, as typed values: the evolution's knobs, the evaluation, the budget.
 
-`optsearch.config` builds these from a YAML file (validating every key); the search itself only
-ever sees these frozen dataclasses, so a run is reproducible from what the run store keeps.
+Each YAML section of a run config maps onto one frozen dataclass here, and each field declares its
+default and its check once (`optsearch.search.checks.setting`): `search:` is `EvolutionSettings`,
+`budget:` is `BudgetSettings`, `evaluation:` is `EvaluationSettings` (its `subspace:` the
+evaluators' `SubspaceOptions`), `funnel:` is `FunnelSettings`, `budget.target` is `Target`.
+`SearchSettings`, what the search reads, is the first two plus the top-level `seed`, `warm_start`,
+`evaluation` and `funnel`. `optsearch.config` reads a YAML file into these; the search itself only
+ever sees the frozen dataclasses, so a run is reproducible from what the run store keeps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass
 
+from optsearch.dsl.subspace import PROJECTIONS
+from optsearch.evaluators.executor import SubspaceOptions
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
+from optsearch.proxy_tasks import TASKS
+from optsearch.search.checks import (
+    SettingError, Where, flag, integer, number, numbers, program_spec, read_section, section, setting, show, text,
+    unknown_key,
+)
 
 # The mutations that move constants only: what a tuning child (`tune_share`) draws from.
 CONSTANT_MUTATIONS: tuple[str, ...] = ("perturb_constant", "perturb_all")
@@ -26,68 +39,191 @@ DEFAULT_MUTATION_WEIGHTS: dict[str, float] = {
 }
 
 
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """How each candidate is scored: tasks as `name/size`, seeds, the lr grid, a time limit."""
-
-    tasks: tuple[str, ...] = ("imitate/small",)
-    seeds: int = 1
-    lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
-    time_limit: float | None = 300.0
-    device: str = "cpu"
-    subspace: tuple[int, str, int | None, float | None] | None = None  # (rank, projection, update_every, lr)
+# Sizes beyond what the engine can run. A population is filled with copies of the warm start and
+# scanned at every evaluation (100,000 fills in seconds; 300,000 did not fill in two minutes), and
+# every seed is one more model copy trained at once in each evaluation.
+MAX_POPULATION = 100_000
+MAX_SEEDS = 1_000
 
 
-@dataclass(frozen=True)
-class FunnelSettings:
-    """Re-check promising programs where the search cannot see: larger sizes, held-out tasks.
+def task_spec(spec: str) -> str:
+    """`name/size` as a config or the command line gives it, checked against the task registry
+    (the size defaults to small); `ValueError` says what is wrong."""
+    name, _, size = spec.partition("/")
+    size = size or "small"
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, list(TASKS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown task '{name}'{hint}; tasks: {', '.join(TASKS)}")
+    if size not in TASKS[name].sizes:
+        raise ValueError(f"task '{name}' has sizes {', '.join(TASKS[name].sizes)}, got '{size}'")
+    return f"{name}/{size}"
 
-    A program whose search fitness reaches `threshold` and is among the `top` best distinct
-    programs found so far is evaluated again on `tasks` with `seeds` seeds; the run's winner is
-    chosen on that fitness (the paper's funnel selection).
-    """
 
-    tasks: tuple[str, ...] = ("mlp/medium",)
-    seeds: int = 2
-    threshold: float = 0.0
-    top: int = 5
+def _tasks(v, where: Where) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise where.fail(f"must be a list of tasks such as [imitate/small], got {show(v)}")
+    out = []
+    for k, t in enumerate(v):
+        try:
+            out.append(task_spec(text()(t, where / k)))
+        except ValueError as e:
+            if isinstance(e, SettingError):
+                raise
+            raise (where / k).fail(str(e)) from None
+    return tuple(out)
+
+
+def _mutations(v, where: Where) -> dict[str, float]:
+    if not isinstance(v, dict):
+        raise where.fail(f"must be a mapping of mutation name to weight, got {show(v)}")
+    weights = dict(DEFAULT_MUTATION_WEIGHTS)
+    for k, x in v.items():
+        if k not in weights:
+            raise (where / k).fail(unknown_key(k, weights))
+        weights[k] = number(0)(x, where / k)
+    if not any(weights.values()):
+        raise where.fail("at least one mutation needs a weight > 0")
+    return weights
+
+
+def _ops(v, where: Where) -> dict[str, float] | None:
+    """`[sign, sqrt, ...]` (equal weights) or `{sign: 2, sqrt: 1}`; null means every registered op."""
+    from optsearch.dsl import OPS
+    if v is None:
+        return None
+    listed = isinstance(v, list)
+    if listed:
+        v = dict.fromkeys(v, 1.0)
+    if not isinstance(v, dict) or not v:
+        raise where.fail(f"must be a list of op names or a mapping of op name to weight, got {show(v)}")
+    out = {}
+    for k, (name, weight) in enumerate(v.items()):
+        w = where / (k if listed else name)
+        if not isinstance(name, str) or name not in OPS:
+            close = difflib.get_close_matches(str(name), list(OPS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise w.fail(f"unknown op {show(name)}{hint}; `optsearch ops` lists them")
+        out[name] = number(0)(weight, w)
+    if not any(out.values()):
+        raise where.fail("at least one op needs a weight > 0")
+    return out
+
+
+_SUBSPACE_CHECKS = {"rank": integer(0), "projection": text(PROJECTIONS), "update_every": integer(1, optional=True),
+                    "lr": number(0, optional=True, open_lo=True)}
+
+
+def _subspace(v, where: Where) -> SubspaceOptions | None:
+    """`{rank: 8, projection: online, update_every: 200, lr: 0.005}`: every candidate runs in a
+    low-rank subspace (optsearch.dsl.subspace); null or rank 0: the plain program."""
+    if v is None:
+        return None
+    options = SubspaceOptions(**read_section(SubspaceOptions, v, where, _SUBSPACE_CHECKS))
+    return options if options.rank else None
+
+
+def _target(v, where: Where) -> Target | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = {"program": v}
+    kwargs = read_section(Target, v, where)
+    if "program" not in kwargs:
+        raise (where / "program").fail("is required (a zoo name or a program file)")
+    return Target(**kwargs)
 
 
 @dataclass(frozen=True)
 class Target:
     """A known program to look for: the search stops when a candidate matches it (see `matches`)."""
 
-    program: str                      # zoo name or program file
-    rel_tol: float = 0.01             # every constant within this fraction of the target's
-    abs_tol: float = 0.0              # ... or within this absolute distance (for epsilons)
+    program: str = setting(check=program_spec)           # zoo name or program file
+    rel_tol: float = setting(0.01, number(0))         # every constant within this fraction of the target's
+    abs_tol: float = setting(0.0, number(0))          # ... or within this absolute distance (for epsilons)
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """Regularized evolution's knobs and the run's budget."""
+class EvaluationSettings:
+    """How each candidate is scored (`evaluation:`): tasks as `name/size`, seeds, the lr grid, a time
+    limit, the device, and optionally a low-rank subspace every candidate runs in."""
 
-    seed: int = 0
-    warm_start: str = "adamw"                        # zoo name or program file
-    population: int = 64
-    tournament: int = 8
-    max_statements: int = 24
-    restart_after: int | None = None                 # evaluations without improvement -> restart
-    restart_min_gain: float = 0.0                    # ... where improving means by more than this
-    restart_from: str = "best"                       # restart from the best so far or the warm start
-    mutation_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
-    tune_share: float = 0.0                          # children that only move the population best's constants
-    sweep_after: int | None = None                   # evaluations without progress (by restart_min_gain) -> try
-                                                     # every single-edit neighbour of the population best
-    ops: dict[str, float] | None = None              # ops mutations may introduce, weighted (None: all)
-    length_penalty: float = 0.0                      # selection score -= this x live statements (parsimony)
-    memory_penalty: float = 0.0                      # selection score -= this x optimizer state per parameter
-    simplify_children: bool = True                   # exact rewrites (dead code, sign(x / positive), ...) first
-    evaluations: int | None = 1000                   # budget: real evaluations (cache hits are free)
-    seconds: float | None = None                     # budget: wall time of this process
-    stop_fitness: float | None = None                # stop once a program reaches this fitness
-    target: Target | None = None
-    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
-    funnel: FunnelSettings | None = None
+    tasks: tuple[str, ...] = setting(("imitate/small",), _tasks)
+    seeds: int = setting(1, integer(1, MAX_SEEDS))
+    lr_multipliers: tuple[float, ...] = setting(DEFAULT_LR_MULTIPLIERS, numbers(0, open_lo=True))
+    time_limit: float | None = setting(300.0, number(0, optional=True, open_lo=True))
+    device: str = setting("cpu", text(("cpu", "cuda", "auto")))
+    subspace: SubspaceOptions | None = setting(None, _subspace)
 
-    def __hash__(self) -> int:  # the dict field makes the generated hash fail; identity is enough
+
+@dataclass(frozen=True)
+class FunnelSettings:
+    """Re-check promising programs where the search cannot see (`funnel:`): larger sizes, held-out tasks.
+
+    A program whose search fitness reaches `threshold` and is among the `top` best distinct
+    programs found so far is evaluated again on `tasks` with `seeds` seeds; the run's winner is
+    chosen on that fitness (the paper's funnel selection).
+    """
+
+    tasks: tuple[str, ...] = setting(("mlp/medium",), _tasks)
+    seeds: int = setting(2, integer(1, MAX_SEEDS))
+    threshold: float = setting(0.0, number())
+    top: int = setting(5, integer(1))
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """Regularized evolution's knobs (`search:`)."""
+
+    population: int = setting(64, integer(2, MAX_POPULATION))
+    tournament: int = setting(8, integer(1))
+    max_statements: int = setting(24, integer(1))
+    # evaluations without improvement -> restart, where improving means by more than restart_min_gain
+    restart_after: int | None = setting(None, integer(1, optional=True))
+    restart_min_gain: float = setting(0.0, number(0))
+    restart_from: str = setting("best", text(("best", "warm_start")))  # the best so far or the warm start
+    mutation_weights: dict[str, float] = setting(check=_mutations, key="mutations",
+                                                 factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS))
+    ops: dict[str, float] | None = setting(None, _ops)      # ops mutations may introduce, weighted (None: all)
+    length_penalty: float = setting(0.0, number(0))        # selection score -= this x live statements (parsimony)
+    memory_penalty: float = setting(0.0, number(0))        # selection score -= this x optimizer state per parameter
+    simplify_children: bool = setting(True, flag)          # exact rewrites (dead code, sign(x / positive), ...) first
+    tune_share: float = setting(0.0, number(0, 1))         # children that only move the population best's constants
+    # evaluations without progress (by restart_min_gain) -> try every single-edit neighbour of the population best
+    sweep_after: int | None = setting(None, integer(1, optional=True))
+
+    def __hash__(self) -> int:  # the dict fields make the generated hash fail; identity is enough
+        return id(self)
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """When a search stops (`budget:`): whichever limit is reached first."""
+
+    evaluations: int | None = setting(1000, integer(1, optional=True))            # real evaluations (cache hits are free)
+    seconds: float | None = setting(None, number(0, optional=True, open_lo=True))  # wall time of this process
+    stop_fitness: float | None = setting(None, number(optional=True))              # a program reaches this fitness
+    target: Target | None = setting(None, _target)                                 # a program matches the target
+
+
+@dataclass(frozen=True)
+class SearchSettings(EvolutionSettings, BudgetSettings):
+    """Everything a search reads: the `search:` and `budget:` sections (inherited fields), and the
+    config's top-level `seed`, `warm_start`, `evaluation` and `funnel`."""
+
+    seed: int = setting(0, integer(0))
+    warm_start: str = setting("adamw", program_spec)                               # zoo name or program file
+    evaluation: EvaluationSettings = setting(check=section(EvaluationSettings), factory=EvaluationSettings)
+    funnel: FunnelSettings | None = setting(None, section(FunnelSettings, optional=True))
+
+    def __post_init__(self):
+        if self.tournament > self.population:
+            raise SettingError(("search", "tournament"),
+                               f"must be <= search.population ({self.population}), got {self.tournament}")
+        if self.evaluations is None and self.seconds is None and self.stop_fitness is None and self.target is None:
+            raise SettingError(("budget",), "needs a limit: evaluations, seconds, stop_fitness or target")
+
+    def __hash__(self) -> int:
         return id(self)

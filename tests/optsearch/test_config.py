@@ -3,8 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from optsearch.config import ConfigError, dump_config, load_config, parse_config
-from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
+from optsearch.config import ConfigError, ExecutorSettings, dump_config, load_config, parse_config
+from optsearch.evaluators import SubspaceOptions
+from optsearch.run import with_overrides
+from optsearch.search.checks import section_fields
+from optsearch.search.settings import (
+    DEFAULT_MUTATION_WEIGHTS, BudgetSettings, EvaluationSettings, EvolutionSettings, FunnelSettings, SearchSettings,
+    Target,
+)
 
 GOOD = """\
 name: demo
@@ -50,7 +56,7 @@ def test_the_name_defaults_to_the_file_stem(tmp_path):
 
 @pytest.mark.parametrize("text, line, message", [
     ("search:\n  populaton: 8\n", 2, "search.populaton: unknown key (did you mean 'population'?)"),
-    ("search:\n  population: many\n", 2, "search.population: must be an integer >= 2, got 'many'"),
+    ("search:\n  population: many\n", 2, "search.population: must be an integer >= 2 and <= 100000, got 'many'"),
     ("search:\n  population: 4\n  tournament: 8\n", 3, "search.tournament: must be <= search.population (4), got 8"),
     ("evaluation:\n  tasks: [imitate/small, lmm]\n", 2, "evaluation.tasks.1: unknown task 'lmm' (did you mean 'lm'?)"),
     ("evaluation:\n  tasks:\n    - mlp/huge\n", 3, "evaluation.tasks.0: task 'mlp' has sizes small, medium, large, got 'huge'"),
@@ -87,9 +93,11 @@ def test_a_warm_start_file_is_found_next_to_the_config(tmp_path):
 
 def test_a_search_can_run_every_candidate_in_a_subspace(tmp_path):
     c = load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 4, projection: svd, update_every: 50}\n"))
-    assert c.search.evaluation.subspace == (4, "svd", 50, None)
+    assert c.search.evaluation.subspace == SubspaceOptions(4, "svd", 50, None)
+    assert c.raw["evaluation"]["subspace"] == {"rank": 4, "projection": "svd", "update_every": 50, "lr": None}
     again = parse_config(__import__("yaml").safe_load(dump_config(c)), "stored")
-    assert again.search.evaluation.subspace == (4, "svd", 50, None)
+    assert again.search.evaluation.subspace == SubspaceOptions(4, "svd", 50, None)
+    assert load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 0, projection: svd}\n")).search.evaluation.subspace is None
     with pytest.raises(ConfigError, match="evaluation.subspace.projection: must be one of online, svd"):
         load_config(_write(tmp_path, "evaluation:\n  subspace: {rank: 4, projection: galore}\n"))
 
@@ -98,3 +106,22 @@ def test_a_search_can_run_every_candidate_in_a_subspace(tmp_path):
 def test_every_shipped_config_is_valid(path):
     config = load_config(path)
     assert config.name == path.stem
+
+
+@pytest.mark.parametrize("cls", [EvolutionSettings, BudgetSettings, SearchSettings, EvaluationSettings, FunnelSettings,
+                                 Target, ExecutorSettings])
+def test_every_config_field_declares_its_check(cls):
+    # a field without a check could not be read from a file: every section is read field by field
+    assert section_fields(cls) and all(callable(f.metadata.get("check")) for f in section_fields(cls))
+
+
+def test_the_stored_form_is_derived_from_the_typed_config(tmp_path):
+    c = with_overrides(load_config(_write(tmp_path, GOOD)), max_evals=7, executor="ray", workers=3, seconds=9.5)
+    assert c.search.evaluations == 7 and c.executor.workers == 3
+    assert c.raw["budget"] == {"evaluations": 7, "seconds": 9.5, "stop_fitness": None,
+                               "target": {"program": "lion", "rel_tol": 0.01, "abs_tol": 0.0}}
+    assert c.raw["executor"]["kind"] == "ray" and c.raw["executor"]["workers"] == 3
+    assert list(c.raw) == ["name", "seed", "warm_start", "search", "evaluation", "budget", "executor", "funnel"]
+    assert c.raw["search"]["mutations"]["wrap"] == 3.0 and c.raw["evaluation"]["tasks"] == ["imitate/small", "mlp/small"]
+    again = parse_config(c.raw, "stored")
+    assert again.search == c.search and again.executor == c.executor and again.raw == c.raw

@@ -6,7 +6,7 @@ import pytest
 
 from optsearch.discovered import load_zoo
 from optsearch.dsl import Const, parse_program, structural_hash
-from optsearch.evaluators import InlineExecutor
+from optsearch.evaluators import InlineExecutor, SubspaceOptions
 from optsearch.search.evolution import Evolution
 from optsearch.search.settings import EvaluationSettings, SearchSettings, Target
 from optsearch.search.store import RunStore
@@ -95,7 +95,7 @@ def test_failed_evaluations_are_results_not_crashes(tmp_path):
 
 def test_candidates_can_be_evaluated_inside_a_subspace(tmp_path):
     settings = replace(SETTINGS, evaluations=3,
-                       evaluation=replace(FAST, tasks=("quadratic/small",), subspace=(2, "online", None, None)))
+                       evaluation=replace(FAST, tasks=("quadratic/small",), subspace=SubspaceOptions(2)))
     outcome, store = _run(tmp_path / "r", settings)
     assert outcome.counters.evaluations == 3
     (e, *_) = store.evaluations()
