@@ -86,9 +86,9 @@ def split_at_sign(program: Program, a: Analysis | None = None) -> SignSplit:
         if body[src].op == "sign" and local[a.reads[src][0]]:
             signs.add(src)
             continue
-        reads = a.reads[src]
-        if local[src] and not OPS[body[src].op].affine_in([r is not None and local[r] for r in reads],
-                                                          [r is None or _type(r, a) == "scalar" for r in reads]):
+        op, reads = OPS[body[src].op], a.reads[src]  # per element, affine in the local values, scalar scales
+        if local[src] and not (op.elementwise and op.affine_in([r is not None and local[r] for r in reads],
+                                                               [r is None or _type(r, a) == "scalar" for r in reads])):
             raise refuse(f"{statement(src)} is not sign(...) times a scale plus terms in w")
         stack.extend(r for r in a.reads[src] if r is not None)
     if len(signs) != 1:

@@ -81,6 +81,7 @@ def test_sign_based_programs_split_at_their_sign(text):
      "    return u, m\n", "its state 'm' reads the sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    u = tanh(s)\n    return u\n", "line 3: `u = tanh(s)` is not sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    u = s * w\n    return u\n", "`u = s * w` is not sign"),
+    ("def f(w, g, lr):\n    s = sign(g)\n    n = mean(s)\n    u = s + n\n    return u\n", "`n = mean(s)` is not sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    t = sign(w)\n    t = t * g\n    t = sign(t)\n    u = s + t\n    return u\n",
      "made of 2 signs"),
     ("def f(w, g, lr):\n    n = global_norm(g)\n    u = g / n\n    u = sign(u)\n    return u\n",
