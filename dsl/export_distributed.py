@@ -86,7 +86,9 @@ def split_at_sign(program: Program, a: Analysis | None = None) -> SignSplit:
         if body[src].op == "sign" and local[a.reads[src][0]]:
             signs.add(src)
             continue
-        if local[src] and not _linear(body[src].op, a.reads[src], local, a):
+        op, reads = OPS[body[src].op], a.reads[src]  # per element, affine in the local values, scalar scales
+        if local[src] and not (op.elementwise and op.affine_in([r is not None and local[r] for r in reads],
+                                                               [r is None or _type(r, a) == "scalar" for r in reads])):
             raise refuse(f"{statement(src)} is not sign(...) times a scale plus terms in w")
         stack.extend(r for r in a.reads[src] if r is not None)
     if len(signs) != 1:
@@ -101,19 +103,6 @@ def split_at_sign(program: Program, a: Analysis | None = None) -> SignSplit:
     local_part = _cone(a, [sign]).union(*cones.values())
     apply_from = tuple(sorted(i for i in seen if isinstance(i, int) and i != sign))
     return SignSplit(sign, tuple(sorted(local_part)), _apply_program(program, a, sign, apply_from), apply_from)
-
-
-def _linear(op: str, reads, local: dict, a: Analysis) -> bool:
-    """Whether a statement is linear in its local arguments with a scale all workers share."""
-    if op in ("add", "sub", "neg"):
-        return True
-    if op not in ("mul", "div"):
-        return False
-    scale_at = [k for k, r in enumerate(reads) if r is None or not local[r]]
-    if len(scale_at) != 1 or (op == "div" and scale_at != [1]):
-        return False
-    scale = reads[scale_at[0]]
-    return scale is None or _type(scale, a) == "scalar"
 
 
 def _type(src, a: Analysis) -> str:

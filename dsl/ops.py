@@ -2,7 +2,8 @@
 
 Each `Op` carries what every consumer needs: its name and argument names (arity), argument
 and result types, a torch implementation, the expression an exported optimizer uses, and
-algebraic properties for analysis and simplification. Adding an op is one `_register` call.
+algebraic facts for analysis and the rewrite rules (commutative, idempotent, the result's sign,
+linearity, elementwise or not). Adding an op is one `_register` call.
 
 Types: `tensor` values are shaped like the parameter; `scalar` values are one number per
 parameter tensor (or per run: `lr`, `step`, constants, `global_norm`). Elementwise ops accept
@@ -13,13 +14,18 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Callable, Literal, Optional, Protocol, Sequence
 
 import torch
 from torch import Tensor
 
 Kind = Literal["elementwise", "reduction", "global", "factor"]
 ArgType = Literal["tensor", "any"]
+Sign = Optional[Literal["positive", "nonneg"]]
+"""What is known of a value's sign: `positive` (> 0 wherever it is finite: `exp` may underflow to 0,
+`sqrt` of a negative is NaN, the usual reading of `sqrt(v) + eps > 0`), `nonneg` (>= 0), or None."""
+SignRule = Callable[[tuple[Sign, ...], tuple[Optional[float], ...]], Sign]
+"""An op's result sign from its arguments' signs and values (None where an argument is not a constant)."""
 
 
 class Reducer(Protocol):
@@ -36,6 +42,12 @@ class Reducer(Protocol):
 
     def global_sum(self, x: Tensor) -> Tensor:
         """Sum over all parameter tensors at once, broadcastable against `x`."""
+
+    def row_mean(self, x: Tensor) -> Tensor:
+        """The mean of each row of each parameter tensor of `x` (seen as a matrix): a row value."""
+
+    def col_mean(self, x: Tensor) -> Tensor:
+        """The mean of each column of each parameter tensor of `x`: a col value."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,11 @@ class Op:
     take a number, a list of numbers or a list of 0-d tensors (one per tensor).
     `coefficient_args` are the positions that usually hold a constant (an interpolation weight,
     a beta): a search's mutations fill them with constants (search/mutate.py).
+
+    Algebraic facts, sound but not always complete (a fact left out only makes rules fire less):
+    `sign` gives the result's sign from the arguments' (None: nothing known). `linear` lists groups
+    of argument positions the result is affine in, jointly, while the other arguments are held
+    fixed: `mul` is linear in each argument alone, `interp` in its two ends together.
     """
 
     name: str
@@ -73,6 +90,8 @@ class Op:
     foreach_scalars: tuple[int, ...] = ()
     coefficient_args: tuple[int, ...] = ()
     result: str | None = None  # the result type of a `factor` op ("row" or "col"); see the end of the file
+    sign: SignRule | None = None
+    linear: tuple[tuple[int, ...], ...] = ()
 
     @property
     def arity(self) -> int:
@@ -90,10 +109,32 @@ class Op:
             return f"x {self.symbol} y"
         return f"{self.name}({', '.join(self.args)})"
 
+    @property
+    def elementwise(self) -> bool:
+        return self.kind == "elementwise"
+
     def types(self) -> tuple[ArgType, ...]:
         if self.arg_types is not None:
             return self.arg_types
         return ("tensor",) * self.arity if self.kind != "elementwise" else ("any",) * self.arity
+
+    def result_sign(self, signs: Sequence[Sign], values: Sequence[float | None]) -> Sign:
+        """The result's sign, given each argument's and the values of the constant ones."""
+        return self.sign(tuple(signs), tuple(values)) if self.sign else None
+
+    def affine_in(self, moving: Sequence[bool], scalar: Sequence[bool] | None = None) -> bool:
+        """Whether the result is affine in the arguments marked `moving`, the others held fixed: then
+        a sum of parts from two sources (the gradient's and `w`'s) stays such a sum through the op.
+
+        With `scalar` (which arguments are scalars), the fixed arguments that scale the moving ones
+        (those outside their linear group: `mul`'s other factor, `interp`'s weight) must be scalars,
+        so that the result is a moving part times one number per tensor, plus fixed terms.
+        """
+        at = {k for k, m in enumerate(moving) if m}
+        group = next((set(g) for g in self.linear if at <= set(g)), None)
+        if group is None:
+            return False
+        return scalar is None or all(scalar[k] for k in range(self.arity) if k not in group)
 
 
 OPS: dict[str, Op] = {}
@@ -121,6 +162,58 @@ def unknown_op_message(name: str) -> str:
     return f"unknown op {name!r}{hint}; `optsearch ops` lists them"
 
 
+# Sign rules (see `Sign`).
+def _known(positive: bool, nonneg: bool) -> Sign:
+    return "positive" if positive else "nonneg" if nonneg else None
+
+
+def _always_nonneg(s, v) -> Sign:
+    return "nonneg"
+
+
+def _always_positive(s, v) -> Sign:
+    return "positive"
+
+
+def _nonneg_positive_if_x_is(s, v) -> Sign:  # square, sqrt
+    return _known(s[0] == "positive", True)
+
+
+def _like_x(s, v) -> Sign:  # 1 / x and means keep x's sign
+    return s[0]
+
+
+def _positive_if_x_is(s, v) -> Sign:  # x ** y
+    return "positive" if s[0] == "positive" else None
+
+
+def _sum_sign(s, v) -> Sign:
+    nonneg = s[0] is not None and s[1] is not None
+    return _known(nonneg and "positive" in s, nonneg)
+
+
+def _product_sign(s, v) -> Sign:  # x * y, min(x, y)
+    return _known(s[0] == s[1] == "positive", s[0] is not None and s[1] is not None)
+
+
+def _quotient_sign(s, v) -> Sign:
+    return _known(s[0] == s[1] == "positive", s[0] is not None and s[1] == "positive")
+
+
+def _maximum_sign(s, v) -> Sign:
+    return _known("positive" in s, s[0] is not None or s[1] is not None)
+
+
+def _interp_sign(s, v) -> Sign:  # a weighted mean of x and y for a constant weight in [0, 1]
+    if v[2] is None or not 0 <= v[2] <= 1:
+        return None
+    return _known(s[0] == s[1] == "positive", s[0] is not None and s[1] is not None)
+
+
+def _bias_correct_sign(s, v) -> Sign:  # 1 / (1 - beta ** step) > 0 for a constant beta in (0, 1), step > 0
+    return s[0] if v[1] is not None and 0 < v[1] < 1 and s[2] == "positive" else None
+
+
 def _ew(name, args, impl, expr, summary, **kw) -> None:
     _register(Op(name, tuple(args.split()), "elementwise", impl, expr, summary, **kw))
 
@@ -132,20 +225,25 @@ def _red(name, args, impl, expr, summary, kind: Kind = "reduction", **kw) -> Non
 # Arithmetic (written infix in programs).
 _BIN = dict(number_args=(0, 1), foreach_scalars=(1,))
 _ew("add", "x y", torch.add, "({0} + {1})", "x + y", symbol="+", commutative=True,
-    foreach="torch._foreach_add({0}, {1})", **_BIN)
-_ew("sub", "x y", torch.sub, "({0} - {1})", "x - y", symbol="-", foreach="torch._foreach_sub({0}, {1})", **_BIN)
+    foreach="torch._foreach_add({0}, {1})", sign=_sum_sign, linear=((0, 1),), **_BIN)
+_ew("sub", "x y", torch.sub, "({0} - {1})", "x - y", symbol="-", foreach="torch._foreach_sub({0}, {1})",
+    linear=((0, 1),), **_BIN)
 _ew("mul", "x y", torch.mul, "({0} * {1})", "x * y", symbol="*", commutative=True,
-    foreach="torch._foreach_mul({0}, {1})", **_BIN)
+    foreach="torch._foreach_mul({0}, {1})", sign=_product_sign, linear=((0,), (1,)), **_BIN)
 _ew("div", "x y", torch.div, "({0} / {1})", "x / y (IEEE: x / 0 is +-inf or nan)", symbol="/",
-    foreach="torch._foreach_div({0}, {1})", **_BIN)
-_ew("neg", "x", torch.neg, "(-{0})", "-x", symbol="-", number_args=(0,), foreach="torch._foreach_neg({0})")
+    foreach="torch._foreach_div({0}, {1})", sign=_quotient_sign, linear=((0,),), **_BIN)
+_ew("neg", "x", torch.neg, "(-{0})", "-x", symbol="-", number_args=(0,), foreach="torch._foreach_neg({0})",
+    linear=((0,),))
 
 # Elementwise functions.
-_ew("abs", "x", torch.abs, "torch.abs({0})", "|x|", idempotent=True, foreach="torch._foreach_abs({0})")
+_ew("abs", "x", torch.abs, "torch.abs({0})", "|x|", idempotent=True, foreach="torch._foreach_abs({0})",
+    sign=_always_nonneg)
 _ew("sign", "x", torch.sign, "torch.sign({0})", "-1, 0 or 1", idempotent=True, foreach="torch._foreach_sign({0})")
-_ew("sqrt", "x", torch.sqrt, "torch.sqrt({0})", "square root (nan below 0)", foreach="torch._foreach_sqrt({0})")
-_ew("square", "x", torch.square, "torch.square({0})", "x * x", foreach="torch._foreach_mul({0}, {0})")
-_ew("exp", "x", torch.exp, "torch.exp({0})", "e ** x", foreach="torch._foreach_exp({0})")
+_ew("sqrt", "x", torch.sqrt, "torch.sqrt({0})", "square root (nan below 0)", foreach="torch._foreach_sqrt({0})",
+    sign=_nonneg_positive_if_x_is)
+_ew("square", "x", torch.square, "torch.square({0})", "x * x", foreach="torch._foreach_mul({0}, {0})",
+    sign=_nonneg_positive_if_x_is)
+_ew("exp", "x", torch.exp, "torch.exp({0})", "e ** x", foreach="torch._foreach_exp({0})", sign=_always_positive)
 _ew("log", "x", torch.log, "torch.log({0})", "natural log (nan below 0, -inf at 0)",
     foreach="torch._foreach_log({0})")
 _ew("tanh", "x", torch.tanh, "torch.tanh({0})", "hyperbolic tangent", foreach="torch._foreach_tanh({0})")
@@ -153,25 +251,27 @@ _ew("arctan", "x", torch.atan, "torch.atan({0})", "inverse tangent", foreach="to
 _ew("sin", "x", torch.sin, "torch.sin({0})", "sine", foreach="torch._foreach_sin({0})")
 _ew("cos", "x", torch.cos, "torch.cos({0})", "cosine", foreach="torch._foreach_cos({0})")
 _ew("relu", "x", torch.relu, "torch.relu({0})", "max(x, 0)", idempotent=True,
-    foreach="torch._foreach_clamp_min({0}, 0.0)")
-_ew("reciprocal", "x", torch.reciprocal, "torch.reciprocal({0})", "1 / x", foreach="torch._foreach_reciprocal({0})")
+    foreach="torch._foreach_clamp_min({0}, 0.0)", sign=_always_nonneg)
+_ew("reciprocal", "x", torch.reciprocal, "torch.reciprocal({0})", "1 / x", foreach="torch._foreach_reciprocal({0})",
+    sign=_like_x)
 _ew("maximum", "x y", torch.maximum, "torch.maximum({0}, {1})", "elementwise max", commutative=True,
-    foreach="torch._foreach_maximum({0}, {1})", foreach_scalars=(1,))
+    foreach="torch._foreach_maximum({0}, {1})", foreach_scalars=(1,), sign=_maximum_sign)
 _ew("minimum", "x y", torch.minimum, "torch.minimum({0}, {1})", "elementwise min", commutative=True,
-    foreach="torch._foreach_minimum({0}, {1})", foreach_scalars=(1,))
+    foreach="torch._foreach_minimum({0}, {1})", foreach_scalars=(1,), sign=_product_sign)
 _ew("power", "x y", torch.pow, "torch.pow({0}, {1})", "x ** y", number_args=(0, 1),
-    foreach="torch._foreach_pow({0}, {1})", foreach_scalars=(1,))
+    foreach="torch._foreach_pow({0}, {1})", foreach_scalars=(1,), sign=_positive_if_x_is)
 _ew("interp", "x y a", torch.lerp,
     "torch.lerp({0}, {1}, {2})", "(1 - a) * x + a * y (an exponential moving average)", number_args=(2,),
     coefficient_args=(2,),
-    foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,))
+    foreach="torch._foreach_lerp({0}, {1}, {2})", foreach_scalars=(2,), sign=_interp_sign,
+    linear=((0, 1),))
 _ew("bias_correct", "x beta step", lambda x, b, s: x / (1 - torch.pow(b, s)),
     "({0} / (1 - {1} ** {2}))", "x / (1 - beta ** step) (Adam's bias correction)", number_args=(1,),
-    coefficient_args=(1,))
+    coefficient_args=(1,), sign=_bias_correct_sign, linear=((0,),))
 _ew("clip", "x c", lambda x, c: torch.minimum(torch.maximum(x, -c), c),
     "torch.minimum(torch.maximum({0}, -{1}), {1})", "x clipped to [-c, c]")
 
-# Lion-kappa (issue 7): Lion with `sign` replaced by the gradient of another convex kappa. With
+# Lion-kappa: Lion with `sign` replaced by the gradient of another convex kappa. With
 # `tanh` (kappa = log cosh), `clip` (Huber), `x / rms(x)` (a scaled L2 norm) the family was
 # already expressible; softsign is the gradient of kappa(x) = |x| - log(1 + |x|).
 _ew("softsign", "x", torch.nn.functional.softsign, "torch.nn.functional.softsign({0})",
@@ -179,28 +279,32 @@ _ew("softsign", "x", torch.nn.functional.softsign, "torch.nn.functional.softsign
 
 # Reductions: one scalar per parameter tensor.
 _red("norm", "x", lambda r, x: torch.sqrt(r.sum(x * x)),
-     "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor", foreach="torch._foreach_norm({0})")
+     "torch.linalg.vector_norm({0})", "L2 norm of the parameter tensor", foreach="torch._foreach_norm({0})",
+     sign=_always_nonneg)
 _red("rms", "x", lambda r, x: torch.sqrt(r.sum(x * x) / r.count()),
-     "torch.sqrt(torch.mean({0} * {0}))", "root mean square over the parameter tensor")
-_red("mean", "x", lambda r, x: r.sum(x) / r.count(), "torch.mean({0})", "mean over the parameter tensor")
+     "torch.sqrt(torch.mean({0} * {0}))", "root mean square over the parameter tensor", sign=_always_nonneg)
+_red("mean", "x", lambda r, x: r.sum(x) / r.count(), "torch.mean({0})", "mean over the parameter tensor",
+     sign=_like_x, linear=((0,),))
 _red("abs_mean", "x", lambda r, x: r.sum(torch.abs(x)) / r.count(),
-     "torch.mean(torch.abs({0}))", "mean of |x| over the parameter tensor")
+     "torch.mean(torch.abs({0}))", "mean of |x| over the parameter tensor", sign=_always_nonneg)
 _red("max_abs", "x", lambda r, x: r.amax(torch.abs(x)),
-     "torch.amax(torch.abs({0}))", "max of |x| over the parameter tensor")
+     "torch.amax(torch.abs({0}))", "max of |x| over the parameter tensor", sign=_always_nonneg)
 _red("dot", "x y", lambda r, x, y: r.sum(x * y), "torch.sum({0} * {1})",
-     "inner product over the parameter tensor", commutative=True)
+     "inner product over the parameter tensor", commutative=True,
+     linear=((0,), (1,)))
 
 # Global reductions: one scalar over all parameters at once.
 _red("global_norm", "x", lambda r, x: torch.sqrt(r.global_sum(x * x)),
      "torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in {0}]))",
-     "L2 norm over all parameters together", kind="global")
+     "L2 norm over all parameters together", kind="global", sign=_always_nonneg)
 _red("global_sum", "x", lambda r, x: r.global_sum(x),
      "torch.sum(torch.stack([torch.sum(t) for t in {0}]))",
-     "sum over all parameters together (signed: Prodigy's inner products of g and w0 - w)", kind="global")
+     "sum over all parameters together (signed: Prodigy's inner products of g and w0 - w)", kind="global",
+     sign=_like_x, linear=((0,),))
 
 
 # ---------------------------------------------------------------------------------------------
-# Factored state (issue 7): ops over a parameter's rows and columns, so that a program can keep
+# Factored state: ops over a parameter's rows and columns, so that a program can keep
 # state smaller than the parameter, as Adafactor and H-Fac do. Every parameter is seen as a matrix
 # (shape[0], prod(shape[1:])): a vector (n,) as one row (1, n), a 0-d tensor as (1, 1). Two more
 # types sit beside `tensor` and `scalar`: a `row` holds one value per row (m values), a `col` one
@@ -215,17 +319,9 @@ _red("global_sum", "x", lambda r, x: r.global_sum(x),
 # helpers the exporter writes into the module.
 
 
-class FactorReducer(Reducer, Protocol):
-    """A reducer that also sees each parameter's rows and columns (the interpreter's does)."""
-
-    def row_mean(self, x: Tensor) -> Tensor:
-        """The mean of each row of each parameter tensor of `x`: a row value."""
-
-    def col_mean(self, x: Tensor) -> Tensor:
-        """The mean of each column of each parameter tensor of `x`: a col value."""
-
-
 _register(Op("row_mean", ("x",), "factor", lambda r, x: r.row_mean(x), "_row_mean({0})",
-             "mean of each row of x (seen as a matrix shape[0] x rest): a row", result="row"))
+             "mean of each row of x (seen as a matrix shape[0] x rest): a row", result="row",
+             sign=_like_x, linear=((0,),)))
 _register(Op("col_mean", ("x",), "factor", lambda r, x: r.col_mean(x), "_col_mean({0})",
-             "mean of each column of x (seen as a matrix shape[0] x rest): a col", result="col"))
+             "mean of each column of x (seen as a matrix shape[0] x rest): a col", result="col",
+             sign=_like_x, linear=((0,),)))

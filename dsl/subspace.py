@@ -46,6 +46,7 @@ from torch import Tensor
 
 from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.interpret import CompiledProgram, FlatReducer, Layout, StepFunction, compile_program
+from optsearch.dsl.ops import OPS
 
 Projection = Literal["online", "svd"]
 Init = Literal["svd", "random", "identity"]
@@ -55,10 +56,6 @@ INITS: tuple[str, ...] = ("svd", "random", "identity")
 # Adam on P (the reference code's default optimizer for P), without weight decay.
 P_BETAS = (0.9, 0.999)
 P_EPS = 1e-8
-
-# Ops through which a sum of a w-only and a gradient-only part stays such a sum (see `w_separable`).
-_LINEAR_OPS = frozenset({"add", "sub", "neg", "mul", "div", "interp"})
-
 
 @dataclass(frozen=True)
 class Subspace:
@@ -130,9 +127,9 @@ def w_separable(compiled: CompiledProgram) -> bool:
     """Whether the program's update is a sum `h(g, state) + k(w)` and its state never depends on `w`.
 
     Abstract execution over the live statements: each value is tagged with what it depends on
-    (`w`; `g` or the state; neither); a value mixing both is still a sum of the two while it is
-    built only by `+`, `-`, negation, multiplication or division by a value depending on neither,
-    and `interp` with such a coefficient.
+    (`w`; `g` or the state; neither); a value mixing both is still a sum of the two while each op
+    that builds it is affine (`Op.affine_in`) in its arguments that depend on either, the others
+    held fixed (`+`, `-`, a scaling by a value depending on neither, `interp` with such a weight).
     """
     program, a = compiled.program, compiled.analysis
     deps: dict = {"w": frozenset("w"), "g": frozenset("g"), "lr": frozenset(), "step": frozenset()}
@@ -145,19 +142,8 @@ def w_separable(compiled: CompiledProgram) -> bool:
         if len(deps[i]) < 2:
             split[i] = True
             continue
-        op = program.body[i].op
-        oks = [split[r] if r is not None else True for r in reads]
-        pure = [not d for d in ds]
-        if op in ("add", "sub", "neg"):
-            split[i] = all(oks)
-        elif op == "mul":
-            split[i] = (pure[0] and oks[1]) or (pure[1] and oks[0])
-        elif op == "div":
-            split[i] = pure[1] and oks[0]
-        elif op == "interp":
-            split[i] = pure[2] and oks[0] and oks[1]
-        else:
-            split[i] = False
+        moving = [bool(d) for d in ds]
+        split[i] = OPS[program.body[i].op].affine_in(moving) and all(split[r] for r in reads if r is not None)
     update, finals = a.outputs[0], a.outputs[1:]
     state_ok = all("w" not in deps[f] for f, s in zip(finals, program.state) if s in a.live_state)
     return split[update] and state_ok

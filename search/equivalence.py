@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from optsearch.dsl import OPS, FlatReducer, Layout, Program, ProgramError, check, compile_program, structural_hash
+from optsearch.dsl import OPS, Program, ProgramError, check, structural_hash
 from optsearch.dsl.analysis import reads_input
+from optsearch.dsl.probe import probe
+from optsearch.dsl.rewrite import simplify_static
 
-FINGERPRINT_SHAPES = (torch.Size([6]), torch.Size([4, 5]))
-FINGERPRINT_LRS = (1e-2, 3e-3)
 FINGERPRINT_STEPS = 4
 SIGNIFICANT_DIGITS = 6
 
@@ -35,42 +35,10 @@ class Screen:
     fingerprint: str | None = None
 
 
-class _Inputs:
-    """The fixed random inputs every fingerprint is computed on (same on every machine)."""
-
-    def __init__(self) -> None:
-        gen = torch.Generator().manual_seed(20230213)
-        self.layout = Layout(FINGERPRINT_SHAPES)
-        n = self.layout.numel
-        b = len(FINGERPRINT_LRS)
-        self.w = torch.randn(b, n, generator=gen, dtype=torch.float64)
-        # Gradients of several scales, so scale-invariant and scale-sensitive programs differ.
-        scales = torch.logspace(-3, 1, n, dtype=torch.float64)
-        self.g = [torch.randn(b, n, generator=gen, dtype=torch.float64) * scales[torch.randperm(n, generator=gen)]
-                  for _ in range(FINGERPRINT_STEPS)]
-        self.lr = torch.tensor(FINGERPRINT_LRS, dtype=torch.float64).unsqueeze(-1)
-        self.reducer = FlatReducer(self.layout)
-
-
-_INPUTS: _Inputs | None = None
-
-
 def fingerprint(program: Program) -> tuple[str, torch.Tensor]:
-    """The fingerprint hash and the raw updates `(steps, lrs, N)` it was computed from."""
-    global _INPUTS
-    if _INPUTS is None:
-        _INPUTS = _Inputs()
-    x = _INPUTS
-    compiled = compile_program(program)
-    w = x.w.clone()
-    state = compiled.init_state(w, x.layout)
-    updates = []
-    with torch.no_grad():
-        for t, g in enumerate(x.g, start=1):
-            update, state = compiled.step_flat(w, g, x.lr, t, state, x.reducer)
-            updates.append(update)
-            w = w - update
-    u = torch.stack(updates)
+    """The fingerprint hash and the raw updates `(steps, lrs, N)` it was computed from: the first
+    `FINGERPRINT_STEPS` steps on the probe inputs (`optsearch.dsl.probe`)."""
+    u = probe().updates(program, FINGERPRINT_STEPS)
     text = ",".join(f"{v:.{SIGNIFICANT_DIGITS}g}" for v in u.flatten().tolist())
     return hashlib.sha256(text.encode()).hexdigest()[:16], u
 
@@ -108,7 +76,6 @@ def screen_child(program: Program, max_statements: int | None = None,
     folded, ...), so that bloat never costs an evaluation and the program that is hashed, cached,
     evaluated and compared with a target is the shortest form of its behaviour; then `screen`ed."""
     if simplify:
-        from optsearch.search.simplify import simplify_static  # simplify imports the evaluators
         try:
             program = simplify_static(program)[0]
         except ProgramError:
@@ -117,7 +84,11 @@ def screen_child(program: Program, max_statements: int | None = None,
 
 
 class EquivalenceCache:
-    """Maps canonical hashes and fingerprints to the program whose evaluation they can reuse."""
+    """Maps canonical hashes and fingerprints to the program whose evaluation they can reuse.
+
+    `hash_hits` and `fingerprint_hits` count the lookups that found an equivalent program, by which
+    check (a caller that looks a child up twice counts twice).
+    """
 
     def __init__(self) -> None:
         self.by_hash: dict[str, int] = {}
@@ -132,14 +103,14 @@ class EquivalenceCache:
             self.by_fingerprint.setdefault(fp, program_id)
 
     def lookup(self, h: str, fp: str) -> tuple[int, str] | None:
-        """(program id, "hash" | "fingerprint") of an equivalent known program, or None."""
+        """(program id, "hash" | "fingerprint") of an equivalent known program, or None; counts the hits."""
         if h in self.by_hash:
+            self.hash_hits += 1
             return self.by_hash[h], "hash"
         if fp in self.by_fingerprint:
+            self.fingerprint_hits += 1
             return self.by_fingerprint[fp], "fingerprint"
         return None
-
-
 
 
 def matches(program: Program, target: Program, rel_tol: float = 0.01, abs_tol: float = 0.0) -> bool:

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, replace
 
 from optsearch.dsl import INPUTS, OPS, Const, Operand, Program, Statement, Var, variable_types
-from optsearch.dsl.analysis import check
+from optsearch.dsl.rewrite import to_ssa
 
 # Constants new statements draw from: the values optimizers are written with.
 CONSTANT_POOL: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 0.1, 0.01, 1e-3, 1e-8)
@@ -466,27 +466,6 @@ def add_state(rng: random.Random, d: _Draft) -> bool:
 MUTATIONS = {"insert": insert, "wrap": wrap, "delete": delete, "split": split, "change_arg": change_arg,
              "change_op": change_op, "perturb_constant": perturb_constant, "perturb_all": perturb_all,
              "add_state": add_state, "swap": swap}
-
-
-def to_ssa(program: Program) -> Program:
-    """`program` with every statement defining a fresh name (what mutations edit)."""
-    check(program)
-    seen: dict[str, str] = {}
-    body, taken = [], set(program.params) | {s.target for s in program.body}
-    counter = 0
-    for s in program.body:
-        args = tuple(Var(seen.get(a.name, a.name)) if isinstance(a, Var) else a for a in s.args)
-        target = s.target
-        if target in program.params or target in seen.values() or any(b.target == target for b in body):
-            counter += 1
-            while f"x{counter}" in taken:
-                counter += 1
-            target = f"x{counter}"
-            taken.add(target)
-        seen[s.target] = target
-        body.append(Statement(target, s.op, args, s.line))
-    returns = tuple(seen.get(r, r) for r in program.returns)
-    return Program(program.name, program.params, tuple(body), returns, program.return_line)
 
 
 def mutate(program: Program, rng: random.Random, weights: dict[str, float],

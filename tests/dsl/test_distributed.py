@@ -56,6 +56,9 @@ def test_one_process_votes_for_its_own_signs_and_sends_nothing(vote):
     "def f(w, g, lr):\n    u = sign(g)\n    return u\n",
     "def f(w, g, lr, step, m):\n    m = interp(g, m, 0.9)\n    s = sign(m)\n    k = lr / step\n"
     "    n = norm(w)\n    k = k * n\n    u = s * k\n    u = -u\n    d = w * 0.1\n    u = d - u\n    return u, m\n",
+    # interpolating toward a term in w is sign(...) * (1 - a) + a * w
+    "def f(w, g, lr, m):\n    c = interp(g, m, 0.9)\n    s = sign(c)\n    m = interp(g, m, 0.99)\n    u = interp(s, w, 0.1)\n"
+    "    u = u * lr\n    return u, m\n",
 ])
 def test_sign_based_programs_split_at_their_sign(text):
     program = parse_program(text)
@@ -71,11 +74,14 @@ def test_sign_based_programs_split_at_their_sign(text):
     ("def f(w, g, lr, m):\n    s = sign(g)\n    u = s + m\n    m = interp(g, m, 0.9)\n    return u, m\n",
      "reads the state 'm' other than"),
     ("def f(w, g, lr, m):\n    s = sign(g)\n    m = interp(s, m, 0.9)\n    u = m * lr\n    return u, m\n",
-     "`m = interp(s, m, 0.9)` is not sign"),
+     "reads the state 'm' other than"),
+    ("def f(w, g, lr, m):\n    s = sign(g)\n    u = interp(s, w, m)\n    m = interp(g, m, 0.9)\n    return u, m\n",
+     "`u = interp(s, w, m)` is not sign"),
     ("def f(w, g, lr, m):\n    c = interp(g, m, 0.9)\n    s = sign(c)\n    m = interp(s, m, 0.9)\n    u = s * lr\n"
      "    return u, m\n", "its state 'm' reads the sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    u = tanh(s)\n    return u\n", "line 3: `u = tanh(s)` is not sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    u = s * w\n    return u\n", "`u = s * w` is not sign"),
+    ("def f(w, g, lr):\n    s = sign(g)\n    n = mean(s)\n    u = s + n\n    return u\n", "`n = mean(s)` is not sign"),
     ("def f(w, g, lr):\n    s = sign(g)\n    t = sign(w)\n    t = t * g\n    t = sign(t)\n    u = s + t\n    return u\n",
      "made of 2 signs"),
     ("def f(w, g, lr):\n    n = global_norm(g)\n    u = g / n\n    u = sign(u)\n    return u\n",

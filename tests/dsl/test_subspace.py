@@ -161,6 +161,18 @@ def test_w_separable_tells_decoupled_decay_from_coupled_terms():
     assert not w_separable(compile_program(trust))
 
 
+
+@pytest.mark.parametrize("body, separable", [
+    ("d = w * 0.1\n    u = g + d\n    u = bias_correct(u, 0.9, step)", True),   # affine in x, the rest fixed
+    ("d = w * 0.1\n    u = interp(g, d, 0.5)", True),
+    ("u = g + w\n    u = tanh(u)", False),                                    # not affine
+    ("u = g + w\n    u = bias_correct(u, 0.9, u)", False),                    # its step is not fixed
+])
+def test_w_separable_reads_linearity_from_the_op_facts(body, separable):
+    program = parse_program(f"def f(w, g, lr, step):\n    {body}\n    u = u * lr\n    return u\n")
+    assert w_separable(compile_program(program)) is separable
+
+
 @pytest.mark.parametrize("name", ["adamw", "lion"])
 @pytest.mark.parametrize("sub", [Subspace(3), Subspace(3, projection="svd", update_every=4), Subspace(2, init="random")],
                          ids=["online", "svd", "online-random"])

@@ -1,8 +1,10 @@
 """Screening before evaluation: rejects, equivalence by hash and by fingerprint, target matching."""
 import pytest
+import torch
 
 from optsearch.discovered import load_zoo, zoo_path
 from optsearch.dsl import parse_program
+from optsearch.dsl.probe import probe
 from optsearch.search.equivalence import EquivalenceCache, fingerprint, matches, screen, screen_child
 
 LION_SRC = """def f(w, g, lr, m):
@@ -80,6 +82,7 @@ def test_the_cache_finds_by_hash_first_then_by_fingerprint():
     assert cache.lookup("h2", "f1") == (2, "hash")
     assert cache.lookup("h3", "f1") == (1, "fingerprint")
     assert cache.lookup("h3", "f3") is None
+    assert (cache.hash_hits, cache.fingerprint_hits) == (2, 1)
 
 
 def test_matching_lion_tolerates_one_percent_on_every_constant():
@@ -135,3 +138,8 @@ def test_children_are_simplified_before_they_are_hashed_and_matched():
     # and an invalid child is still rejected with the checker's reason
     bad, s_bad = screen_child(_p("u = g + q\nreturn u"))
     assert not s_bad.ok and "q" in s_bad.reason
+
+
+def test_the_fingerprint_is_computed_on_the_first_steps_of_the_one_probe():
+    _, u = fingerprint(load_zoo("adam"))
+    assert torch.equal(u, probe().updates(load_zoo("adam"))[:len(u)])
