@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 from optsearch.discovered import load_zoo, zoo_names
 from optsearch.dsl import OptsearchError, parse_program
 from optsearch.dsl.export import class_name_for, export_program
-from optsearch.dsl.export_distributed import _pack_bits, _unpack_bits, _vote, export_distributed, split_at_sign
+from optsearch.dsl.export import export_distributed, split_at_sign
+from optsearch.dsl.export.runtime import _pack_bits, _unpack_bits, _vote
 
 LR, STEPS, WEIGHT_DECAY, BETAS = 0.01, 200, 0.01, (0.9, 0.99)
 

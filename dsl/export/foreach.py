@@ -9,7 +9,7 @@ computed in Python floats, as torch's Adam does.
 """
 from __future__ import annotations
 
-from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
+from optsearch.dsl.export.codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
 # Lists with a tensor per parameter: shaped like it, or like its row or col values (factored state).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
+from optsearch.dsl.export.codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
 

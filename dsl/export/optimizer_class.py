@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from optsearch.dsl.export_codegen import Codegen, wrap
+from optsearch.dsl.export.codegen import Codegen, wrap
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import print_program
 
@@ -26,10 +26,7 @@ _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
 def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
     """The source of `class cls(Optimizer)`, calling `single` (plain) or `multi` (foreach)."""
     hyper = cg.constants.hyper
-    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}"]
-    for h in hyper:
-        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
-        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}", *hyper_signature(hyper)]
     sig += ["*", "maximize: bool = False", "foreach: bool | None = None"]
     first, *doc = _docstring(cg)
     lines = [f"class {cls}(Optimizer):", '    r"""' + first]
@@ -66,12 +63,7 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
     unpack, kwargs = group_kwargs(hyper)
     lines += unpack
     call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
-    lines += ['            foreach = group["foreach"]',
-              "            if foreach is None:",
-              "                foreach = _foreach_by_default(params)",
-              f"            impl = {multi} if foreach else {single}",
-              *wrap("            impl(", call_lists + kwargs, ")"),
-              "        return loss"]
+    lines += [*dispatch_lines(single, multi, call_lists + kwargs), "        return loss"]
     return "\n".join(lines)
 
 
@@ -110,6 +102,24 @@ def _docstring(cg: Codegen) -> list[str]:
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
                    "group share one CPU or CUDA device and dtype.")
     return out
+
+
+def hyper_signature(hyper) -> list[str]:
+    """The constructor's arguments for the program's hyperparameters, with their defaults."""
+    out = []
+    for h in hyper:
+        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
+        out.append(f"{h.arg}: {typ} = {h.default}")
+    return out
+
+
+def dispatch_lines(single: str, multi: str, args: list[str], indent: str = "            ") -> list[str]:
+    """Inside the param-group loop: the lines choosing the plain or the foreach path and calling it."""
+    return [f'{indent}foreach = group["foreach"]',
+            f"{indent}if foreach is None:",
+            f"{indent}    foreach = _foreach_by_default(params)",
+            f"{indent}impl = {multi} if foreach else {single}",
+            *wrap(f"{indent}impl(", args, ")")]
 
 
 STEP_DOC = "Perform one optimization step; `closure` re-evaluates the model and returns the loss."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from optsearch.dsl.analysis import Analysis
-from optsearch.dsl.export_names import Constants, python_names
+from optsearch.dsl.export.names import Constants, python_names
 from optsearch.dsl.ir import Const, Program, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement

@@ -1,0 +1,118 @@
+"""The one assembler of every exported module: the class name, the module's header, the
+program's plain optimizer (its class and its two code paths) and what a transform adds.
+
+A module is laid out as torch's own optimizers are: the class, then the functions that apply
+the program to a param group, a plain path (`_single_tensor_*`, one parameter at a time, one
+line per statement, easy to audit) and a fast path (`_multi_tensor_*`, `torch._foreach_*` over
+all tensors, default on CPU and CUDA). A transform (`distributed`, `subspace`) adds a subclass
+whose `step` calls the same code paths, and the runtime functions it needs.
+"""
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from pathlib import Path
+
+from optsearch.dsl.analysis import check
+from optsearch.dsl.errors import OptsearchError
+from optsearch.dsl.export import runtime
+from optsearch.dsl.export.codegen import Codegen
+from optsearch.dsl.export.foreach import write_multi_tensor
+from optsearch.dsl.export.names import name_constants
+from optsearch.dsl.export.optimizer_class import class_source
+from optsearch.dsl.export.plain import write_single_tensor
+from optsearch.dsl.ir import Program
+
+_MODULE_NAMES = ("torch", "Tensor", "Optimizer", "dist")  # what every generated module imports
+
+
+def class_name_for(program: Program) -> str:
+    """The default class name: `sgd_momentum` -> `SgdMomentum`."""
+    return "".join(part[:1].upper() + part[1:] for part in program.name.split("_") if part) or "Exported"
+
+
+def check_class_name(cls: str) -> str:
+    """`cls`, if it can name the class in a generated module; else an `OptsearchError`."""
+    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in _MODULE_NAMES or cls.startswith("_"):
+        raise OptsearchError(f"the class name must be a public Python identifier, got {cls!r}")
+    return cls
+
+
+def header(doc: str, names: list[str], distributed: bool = False) -> str:
+    """The module's docstring (`doc`, its first line the title), imports and `__all__`."""
+    imports = ["import torch", *(["import torch.distributed as dist"] if distributed else []),
+               "from torch import Tensor", "from torch.optim import Optimizer"]
+    listed = ", ".join(f'"{name}"' for name in names)
+    return "\n".join([f'"""{doc}\n"""', "from __future__ import annotations", "", *imports, "",
+                      f"__all__ = [{listed}]"])
+
+
+@dataclass(frozen=True)
+class CodePaths:
+    """The program's code paths: the names of the plain and the foreach function, and their source."""
+
+    single: str
+    multi: str
+    source: str
+
+
+def code_paths(cg: Codegen, prefix: str = "") -> CodePaths:
+    """`_single_tensor{prefix}_NAME` and `_multi_tensor{prefix}_NAME`, written for `cg`'s program."""
+    single, multi = (f"_{kind}{prefix}_{cg.program.name}" for kind in ("single_tensor", "multi_tensor"))
+    source = "\n".join(write_single_tensor(cg, single)) + "\n\n\n" + "\n".join(write_multi_tensor(cg, multi))
+    return CodePaths(single, multi, source)
+
+
+@dataclass(frozen=True)
+class PlainOptimizer:
+    """The program's ordinary optimizer, as every export holds it: the class `name`, its code paths."""
+
+    cg: Codegen
+    name: str
+    paths: CodePaths
+    class_source: str
+
+
+def plain_optimizer(program: Program, name: str) -> PlainOptimizer:
+    """`program` as the class `name` with its code paths; `ProgramError` if the program is invalid."""
+    a = check(program)
+    cg = Codegen.of(program, a, name_constants(program, a))
+    paths = code_paths(cg)
+    return PlainOptimizer(cg, name, paths, class_source(cg, name, paths.single, paths.multi))
+
+
+def assemble(head: str, plain: PlainOptimizer, *, runtime_parts: tuple[str, ...] = (),
+             after: tuple[str, ...] = (), what: str = "export") -> str:
+    """The module: `head`, the plain optimizer's class, the runtime functions its code calls, then
+    `runtime_parts`, its code paths and `after` (a transform's subclass and functions). Compiled
+    once: a generated module that does not compile is a bug, not a user's error."""
+    code = "\n".join([plain.class_source, plain.paths.source, *after])
+    helpers = [name for name in runtime.OP_HELPERS if f"{name}(" in code]
+    parts = [head, plain.class_source, runtime.source(["_foreach_by_default", *helpers]), *runtime_parts,
+             plain.paths.source, *after]
+    source = "\n\n\n".join(parts) + "\n"
+    compile(source, f"<{what} of {plain.cg.program.name}>", "exec")
+    return source
+
+
+def export_program(program: Program, class_name: str | None = None) -> str:
+    """The source of a standalone module (torch only) with `program` as an Optimizer subclass.
+
+    Raises `ProgramError` if the program is invalid, `OptsearchError` for a bad class name.
+    """
+    check(program)
+    cls = check_class_name(class_name or class_name_for(program))
+    doc = f"""{cls}: the optsearch program `{program.name}` as a torch optimizer.
+
+Generated by `optsearch export`. It needs torch and nothing else: copy it into any project.
+The update rule, its hyperparameters and the program it came from are on the class."""
+    return assemble(header(doc, [cls]), plain_optimizer(program, cls))
+
+
+def write_export(program: Program, path: str | Path, class_name: str | None = None) -> Path:
+    """Write `export_program(program, class_name)` to `path` (folders created); returns the path."""
+    path = Path(path)
+    source = export_program(program, class_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    return path
