@@ -18,13 +18,10 @@ from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import runtime
 from optsearch.dsl.export.codegen import Codegen
 from optsearch.dsl.export.foreach import write_multi_tensor
-from optsearch.dsl.export.names import name_constants
+from optsearch.dsl.export.names import MODULE_IMPORTS, name_constants
 from optsearch.dsl.export.optimizer_class import class_source
 from optsearch.dsl.export.plain import write_single_tensor
 from optsearch.dsl.ir import Program
-
-_MODULE_NAMES = ("torch", "Tensor", "Optimizer", "dist")  # what every generated module imports
-
 
 def class_name_for(program: Program) -> str:
     """The default class name: `sgd_momentum` -> `SgdMomentum`."""
@@ -33,7 +30,7 @@ def class_name_for(program: Program) -> str:
 
 def check_class_name(cls: str) -> str:
     """`cls`, if it can name the class in a generated module; else an `OptsearchError`."""
-    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in _MODULE_NAMES or cls.startswith("_"):
+    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in MODULE_IMPORTS or cls.startswith("_"):
         raise OptsearchError(f"the class name must be a public Python identifier, got {cls!r}")
     return cls
 

@@ -201,26 +201,26 @@ def _write_local(cg: Codegen, split: SignSplit, fn: str) -> list[str]:
              '    """This worker\'s part of the step, on its own gradient: returns the signs to vote on',
              '    and updates the (local) state."""']
     if "g" in reads:
-        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
-    lines += ["    signs = []", "    for i, w in enumerate(params):"]
-    lists = {"g": "grads", **{s: cg.state_list(s) for s in cg.program.state}}
+        lines += ["    if _maximize:", "        _grads = [-_grad for _grad in _grads]"]
+    lines += ["    _signs = []", "    for _i, w in enumerate(_params):"]
+    lists = {"g": "_grads", **{s: cg.state_list(s) for s in cg.program.state}}
     for r in sorted(reads - {"w", "lr"}, key=cg.program.params.index):
-        lines.append("        step = steps[i].to(w)" if r == "step" else f"        {cg.name(r)} = {lists[r]}[i]")
+        lines.append("        step = _steps[_i].to(w)" if r == "step" else f"        {cg.name(r)} = {lists[r]}[_i]")
     for i in split.local:
         parts = [(t if src is None else cg.name(src), number[src] if src is not None else True)
                  for src, t in (cg.operand(i, p) for p in range(len(body[i].args)))]
         lines.append(f"        {cg.name(i)} = {strip_parens(format_expr(body[i].op, parts)[0])}")
         if i == split.sign:
-            lines.append(f"        signs.append({cg.name(i)})")
+            lines.append(f"        _signs.append({cg.name(i)})")
     # New state last; a state that takes another state's old value copies it first.
-    text = {s: (f"{cg.state_list(f)}[i].clone()" if f in cg.program.state else
-                "params[i]" if f == "w" else cg.name(f)) for s, f in finals.items()}
+    text = {s: (f"{cg.state_list(f)}[_i].clone()" if f in cg.program.state else
+                "_params[_i]" if f == "w" else cg.name(f)) for s, f in finals.items()}
     for s, f in finals.items():
         if f in cg.program.state:
-            lines.append(f"        {cg.names[s]}_new = {text[s]}")
-            text[s] = f"{cg.names[s]}_new"
-    lines += [f"        {cg.state_list(s)}[i].copy_({text[s]})" for s in finals]
-    return lines + ["    return signs"]
+            lines.append(f"        {cg.derived(s, 'new')} = {text[s]}")
+            text[s] = cg.derived(s, "new")
+    lines += [f"        {cg.state_list(s)}[_i].copy_({text[s]})" for s in finals]
+    return lines + ["    return _signs"]
 
 
 def _class_source(plain: PlainOptimizer, apply_cg: Codegen, split: SignSplit, cls: str, vote: str,

@@ -142,7 +142,7 @@ def group_kwargs(hyper) -> tuple[list[str], list[str]]:
             kwargs += [f"{n}={n}" for n in h.code_names]
         else:
             kwargs.append(f'{h.arg}=group["{h.arg}"]')
-    return unpack, kwargs + ['maximize=group["maximize"]']
+    return unpack, kwargs + ['_maximize=group["maximize"]']
 
 
 def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
@@ -164,8 +164,8 @@ def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
     zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # by the state's type
              "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
     kinds = dict(zip(cg.program.state, cg.a.state_types))
-    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
+    lines += [f'                    state["{cg.names[s]}"] = {zeros[kinds[s]]}' for s in cg.state]
     lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
-    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
+    lines += [f'                {name}.append(state["{cg.names[s]}"])' for name, s in zip(state_lists, cg.state)]
     lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
     return state_lists, lines
