@@ -22,9 +22,8 @@ from optsearch.discovered import zoo_names, zoo_path
 from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
-from optsearch.dsl.export import export_program
-from optsearch.dsl.export_distributed import VOTES, distributed_class_name, export_distributed
-from optsearch.dsl.export_subspace import export_subspace, subspace_class_name
+from optsearch.dsl.export import (VOTES, distributed_class_name, export_distributed, export_program, export_subspace,
+                                  subspace_class_name)
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate

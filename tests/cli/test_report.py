@@ -139,3 +139,9 @@ def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
     start = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(_one_step(folder / "optimizer.py", start, lr=1e-3)).all()
     assert "## Against AdamW and Lion where the search did not look" in (folder / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("program_file", FOUND, ids=[p.parent.name for p in FOUND])
+def test_every_shipped_find_holds_the_current_export_of_its_program(program_file):
+    from optsearch.dsl.export import export_program
+    assert (program_file.parent / "optimizer.py").read_text() == export_program(load_program(program_file))

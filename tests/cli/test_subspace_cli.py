@@ -29,7 +29,7 @@ def test_export_with_a_subspace_rank_writes_a_torch_only_subspace_optimizer(cli,
     assert (opt.defaults["rank"], opt.defaults["projection"], opt.defaults["update_every"]) == (4, "svd", 50)
     w.grad, b.grad = torch.randn(32, 12), torch.randn(12)
     opt.step()
-    assert opt.state[w]["m"].shape == (32, 4) and opt.state[w]["P"].shape == (4, 12)
+    assert opt.state[w]["m"].shape == (32, 4) and opt.state[w]["_P"].shape == (4, 12)
     assert opt.state[b]["m"].shape == (12,)
     assert opt.state_bytes() == 4 * (32 * 4 + 4 * 12 + 12) + 2 * 8
 

@@ -13,9 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import OptsearchError, parse_program
-from optsearch.dsl.export import class_name_for, export_program
-from optsearch.dsl.export_distributed import _pack_bits, _unpack_bits, _vote, export_distributed, split_at_sign
+from optsearch.dsl import OptsearchError, Program, parse_program
+from optsearch.dsl.export import class_name_for, export_distributed, export_program, split_at_sign
+from optsearch.dsl.export.runtime import _pack_bits, _unpack_bits, _vote
+
+from .program_strategies import rename
 
 LR, STEPS, WEIGHT_DECAY, BETAS = 0.01, 200, 0.01, (0.9, 0.99)
 
@@ -194,9 +196,10 @@ def _worker(rank: int, workers: int, init: str, module_path: str, out: str, vote
         dist.destroy_process_group()
 
 
-def run_workers(tmp_path, workers: int, vote: str = "majority", zero_grad: bool = False) -> list[dict]:
+def run_workers(tmp_path, workers: int, vote: str = "majority", zero_grad: bool = False,
+                program: Program | None = None) -> list[dict]:
     path = tmp_path / "distributed_lion.py"
-    path.write_text(export_distributed(load_zoo("lion")))
+    path.write_text(export_distributed(program or load_zoo("lion")))
     # Forked workers inherit what this process imported: make torch.optim's lazy imports happen once, here.
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
@@ -260,6 +263,13 @@ def test_workers_agree_train_like_lion_and_send_a_32nd_of_the_bytes(tmp_path, wo
     n = sum(p.numel() for p in final)
     assert all(sent == math.ceil(n / 8) + 1 for sent in results[0]["sent"])
     assert max(results[0]["sent"]) <= 4 * n / 16
+
+
+def test_a_momentum_named_like_the_exporters_own_list_votes_with_two_workers(tmp_path):
+    program = rename(load_zoo("lion"), {"m": "signs"})
+    final = run_workers(tmp_path, 2, program=program)[0]["params"]
+    for p, q in zip(final, simulated_distributed_lion(2, "majority").parameters()):
+        torch.testing.assert_close(p, q.detach(), rtol=1e-9, atol=1e-12)
 
 
 def test_mean_vote_and_exact_zeros_with_two_workers(tmp_path):

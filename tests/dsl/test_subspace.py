@@ -9,7 +9,7 @@ import torch
 
 from optsearch.discovered import zoo_path
 from optsearch.dsl import FlatReducer, Layout, OptsearchError, ProgramOptimizer, compile_program, load_program
-from optsearch.dsl.export_subspace import export_subspace
+from optsearch.dsl.export import export_subspace
 from optsearch.dsl.parse import parse_program
 from optsearch.dsl.subspace import Subspace, SubspaceProgram, _pca_grad, subspace_from_options, w_separable
 

@@ -85,7 +85,7 @@ class ImitateLionSeed4(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, s1_state, steps = [], [], [], []
+            params, grads, _s1_state, steps = [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -98,7 +98,7 @@ class ImitateLionSeed4(Optimizer):
                 state["step"] += 1
                 params.append(p)
                 grads.append(p.grad)
-                s1_state.append(state["s1"])
+                _s1_state.append(state["s1"])
                 steps.append(state["step"])
             if not params:
                 continue
@@ -107,8 +107,8 @@ class ImitateLionSeed4(Optimizer):
             if foreach is None:
                 foreach = _foreach_by_default(params)
             impl = _multi_tensor_imitate_lion_seed4 if foreach else _single_tensor_imitate_lion_seed4
-            impl(params, grads, s1_state, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
-                 weight_decay=group["weight_decay"], maximize=group["maximize"])
+            impl(params, grads, _s1_state, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+                 weight_decay=group["weight_decay"], _maximize=group["maximize"])
         return loss
 
 
@@ -119,14 +119,14 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
         p.device == first.device and p.dtype == first.dtype for p in params)
 
 
-def _single_tensor_imitate_lion_seed4(params, grads, s1_state, *, lr, beta1, beta2, weight_decay,
-                                      maximize):
+def _single_tensor_imitate_lion_seed4(_params, _grads, _s1_state, *, lr, beta1, beta2, weight_decay,
+                                      _maximize):
     """The update, one parameter tensor at a time (the plain path)."""
-    if maximize:
-        grads = [-grad for grad in grads]
-    for i, w in enumerate(params):
-        g = grads[i]
-        s1 = s1_state[i]
+    if _maximize:
+        _grads = [-_grad for _grad in _grads]
+    for _i, w in enumerate(_params):
+        g = _grads[_i]
+        s1 = _s1_state[_i]
         v1 = torch.lerp(g, s1, beta1)
         v2 = torch.sign(v1)
         v3 = weight_decay * w
@@ -134,14 +134,14 @@ def _single_tensor_imitate_lion_seed4(params, grads, s1_state, *, lr, beta1, bet
         v5 = v4 * lr
         v6 = torch.lerp(g, s1, beta2)
         w.sub_(v5)
-        s1_state[i].copy_(v6)
+        _s1_state[_i].copy_(v6)
 
 
-def _multi_tensor_imitate_lion_seed4(w, g, s1, *, lr, beta1, beta2, weight_decay, maximize):
+def _multi_tensor_imitate_lion_seed4(w, g, s1, *, lr, beta1, beta2, weight_decay, _maximize):
     """The update over lists of tensors (the fast path). Every name is a list with one
     tensor per parameter; a result may overwrite memory whose value is not needed any more
     (never a gradient or a parameter before the final write)."""
-    if maximize:
+    if _maximize:
         g = torch._foreach_neg(g)
     v1 = torch._foreach_lerp(g, s1, beta1)  # v1 = interp(g, s1, beta1)
     torch._foreach_sign_(v1)  # v2 = sign(v1)

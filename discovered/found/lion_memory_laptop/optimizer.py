@@ -89,7 +89,7 @@ class LionMemoryLaptop(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, s1_state, steps = [], [], [], []
+            params, grads, _s1_state, steps = [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -102,7 +102,7 @@ class LionMemoryLaptop(Optimizer):
                 state["step"] += 1
                 params.append(p)
                 grads.append(p.grad)
-                s1_state.append(state["s1"])
+                _s1_state.append(state["s1"])
                 steps.append(state["step"])
             if not params:
                 continue
@@ -111,8 +111,8 @@ class LionMemoryLaptop(Optimizer):
             if foreach is None:
                 foreach = _foreach_by_default(params)
             impl = _multi_tensor_lion_memory_laptop if foreach else _single_tensor_lion_memory_laptop
-            impl(params, grads, s1_state, steps, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
-                 c0=group["c0"], maximize=group["maximize"])
+            impl(params, grads, _s1_state, steps, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+                 c0=group["c0"], _maximize=group["maximize"])
         return loss
 
 
@@ -123,15 +123,15 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
         p.device == first.device and p.dtype == first.dtype for p in params)
 
 
-def _single_tensor_lion_memory_laptop(params, grads, s1_state, steps, *, lr, beta1, beta2, c0,
-                                      maximize):
+def _single_tensor_lion_memory_laptop(_params, _grads, _s1_state, _steps, *, lr, beta1, beta2, c0,
+                                      _maximize):
     """The update, one parameter tensor at a time (the plain path)."""
-    if maximize:
-        grads = [-grad for grad in grads]
-    for i, w in enumerate(params):
-        g = grads[i]
-        step = steps[i].to(w)
-        s1 = s1_state[i]
+    if _maximize:
+        _grads = [-_grad for _grad in _grads]
+    for _i, w in enumerate(_params):
+        g = _grads[_i]
+        step = _steps[_i].to(w)
+        s1 = _s1_state[_i]
         v1 = g / (1 - beta1 ** step)
         v2 = torch.square(g)
         v3 = torch.lerp(v2, s1, beta2)
@@ -142,18 +142,18 @@ def _single_tensor_lion_memory_laptop(params, grads, s1_state, steps, *, lr, bet
         v8 = v7 * lr
         v9 = v8 * v7
         w.sub_(v8)
-        s1_state[i].copy_(v9)
+        _s1_state[_i].copy_(v9)
 
 
-def _multi_tensor_lion_memory_laptop(w, g, s1, steps, *, lr, beta1, beta2, c0, maximize):
+def _multi_tensor_lion_memory_laptop(w, g, s1, _steps, *, lr, beta1, beta2, c0, _maximize):
     """The update over lists of tensors (the fast path). Every name is a list with one
     tensor per parameter; a result may overwrite memory whose value is not needed any more
     (never a gradient or a parameter before the final write)."""
-    s1_state = s1
-    if maximize:
+    _s1_state = s1
+    if _maximize:
         g = torch._foreach_neg(g)
     # v1 = bias_correct(g, beta1, step)
-    v1 = torch._foreach_div(g, [1 - beta1 ** step.item() for step in steps])
+    v1 = torch._foreach_div(g, [1 - beta1 ** _step.item() for _step in _steps])
     v2 = torch._foreach_mul(g, g)  # v2 = square(g)
     torch._foreach_lerp_(v2, s1, beta2)  # v3 = interp(v2, s1, beta2)
     v3 = v2
@@ -169,4 +169,4 @@ def _multi_tensor_lion_memory_laptop(w, g, s1, steps, *, lr, beta1, beta2, c0, m
     torch._foreach_mul_(v7, v8)  # v9 = v8 * v7
     v9 = v7
     torch._foreach_sub_(w, v8)  # w = w - update
-    torch._foreach_copy_(s1_state, v9)
+    torch._foreach_copy_(_s1_state, v9)

@@ -108,7 +108,7 @@ class RediscoverLionLaptop(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, s1_state, s2_state, steps = [], [], [], [], []
+            params, grads, _s1_state, _s2_state, steps = [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -122,8 +122,8 @@ class RediscoverLionLaptop(Optimizer):
                 state["step"] += 1
                 params.append(p)
                 grads.append(p.grad)
-                s1_state.append(state["s1"])
-                s2_state.append(state["s2"])
+                _s1_state.append(state["s1"])
+                _s2_state.append(state["s2"])
                 steps.append(state["step"])
             if not params:
                 continue
@@ -132,9 +132,9 @@ class RediscoverLionLaptop(Optimizer):
             if foreach is None:
                 foreach = _foreach_by_default(params)
             impl = _multi_tensor_rediscover_lion_laptop if foreach else _single_tensor_rediscover_lion_laptop
-            impl(params, grads, s1_state, s2_state, steps, lr=float(group["lr"]), beta1=beta1,
+            impl(params, grads, _s1_state, _s2_state, steps, lr=float(group["lr"]), beta1=beta1,
                  beta2=beta2, beta3=beta3, beta4=beta4, eps=group["eps"], c0=group["c0"],
-                 maximize=group["maximize"])
+                 _maximize=group["maximize"])
         return loss
 
 
@@ -145,16 +145,16 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
         p.device == first.device and p.dtype == first.dtype for p in params)
 
 
-def _single_tensor_rediscover_lion_laptop(params, grads, s1_state, s2_state, steps, *, lr, beta1,
-                                          beta2, beta3, beta4, eps, c0, maximize):
+def _single_tensor_rediscover_lion_laptop(_params, _grads, _s1_state, _s2_state, _steps, *, lr,
+                                          beta1, beta2, beta3, beta4, eps, c0, _maximize):
     """The update, one parameter tensor at a time (the plain path)."""
-    if maximize:
-        grads = [-grad for grad in grads]
-    for i, w in enumerate(params):
-        g = grads[i]
-        s1 = s1_state[i]
-        step = steps[i].to(w)
-        s2 = s2_state[i]
+    if _maximize:
+        _grads = [-_grad for _grad in _grads]
+    for _i, w in enumerate(_params):
+        g = _grads[_i]
+        s1 = _s1_state[_i]
+        step = _steps[_i].to(w)
+        s2 = _s2_state[_i]
         v1 = torch.amax(torch.abs(w))
         v2 = v1 * c0
         v3 = torch.lerp(g, s1, beta1)
@@ -170,27 +170,27 @@ def _single_tensor_rediscover_lion_laptop(params, grads, s1_state, s2_state, ste
         v13 = torch.lerp(g, s1, beta2)
         v14 = torch.lerp(v5, s2, beta4)
         w.sub_(v12)
-        s1_state[i].copy_(v13)
-        s2_state[i].copy_(v14)
+        _s1_state[_i].copy_(v13)
+        _s2_state[_i].copy_(v14)
 
 
-def _multi_tensor_rediscover_lion_laptop(w, g, s1, s2, steps, *, lr, beta1, beta2, beta3, beta4,
-                                         eps, c0, maximize):
+def _multi_tensor_rediscover_lion_laptop(w, g, s1, s2, _steps, *, lr, beta1, beta2, beta3, beta4,
+                                         eps, c0, _maximize):
     """The update over lists of tensors (the fast path). Every name is a list with one
     tensor per parameter; a result may overwrite memory whose value is not needed any more
     (never a gradient or a parameter before the final write)."""
-    if maximize:
+    if _maximize:
         g = torch._foreach_neg(g)
-    v1 = [torch.amax(torch.abs(w_i)) for w_i in w]  # v1 = max_abs(w)
-    v2 = [v1_i * c0 for v1_i in v1]  # v2 = v1 * c0
+    v1 = [torch.amax(torch.abs(_w_i)) for _w_i in w]  # v1 = max_abs(w)
+    v2 = [_v1_i * c0 for _v1_i in v1]  # v2 = v1 * c0
     v3 = torch._foreach_lerp(g, s1, beta1)  # v3 = interp(g, s1, beta1)
     # v4 = bias_correct(v3, beta2, step)
-    torch._foreach_div_(v3, [1 - beta2 ** step.item() for step in steps])
+    torch._foreach_div_(v3, [1 - beta2 ** _step.item() for _step in _steps])
     v4 = v3
     v5 = torch._foreach_mul(g, g)  # v5 = square(g)
     v6 = torch._foreach_lerp(v5, s2, beta3)  # v6 = interp(v5, s2, beta3)
     # v7 = bias_correct(v6, beta4, step)
-    torch._foreach_div_(v6, [1 - beta4 ** step.item() for step in steps])
+    torch._foreach_div_(v6, [1 - beta4 ** _step.item() for _step in _steps])
     v7 = v6
     torch._foreach_sqrt_(v7)  # v8 = sqrt(v7)
     v8 = v7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
+from optsearch.dsl.export.codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
 
@@ -26,7 +26,7 @@ def write_single_tensor(cg: Codegen, fn: str) -> list[str]:
     number = number_values(cg, cg.live)
 
     # A global op needs its argument for every tensor first: it splits the loop into stages.
-    # Values crossing stages are kept in lists (`x_all`); global values live outside the loops
+    # Values crossing stages are kept in lists (`_x_all`); global values live outside the loops
     # under a name no loop rebinds.
     stages: list[list[int]] = [[]]
     glob: list[int] = []
@@ -46,28 +46,28 @@ def write_single_tensor(cg: Codegen, fn: str) -> list[str]:
                 if any(i in reads_in[j] for j in range(k + 1, len(stages))) or any(i in a.reads[j] for j in glob)]
     text = {src: cg.name(src) for src in cg.live}
     counts = Counter(cg.name(i) for i in crossing)
-    listed = {i: f"{cg.name(i)}_all" + (str(i) if counts[cg.name(i)] > 1 else "") for i in crossing}
+    listed = {i: cg.derived(i, "all" + (str(i) if counts[cg.name(i)] > 1 else "")) for i in crossing}
     assigned = {cg.name(i) for st in stages for i in st}
     for i in glob:
         if text[i] in assigned or sum(cg.name(j) == text[i] for j in glob) > 1:
-            text[i] = f"{cg.name(i)}_global{i}"
-    list_of = {"w": "params", "g": "grads", **{s: cg.state_list(s) for s in cg.program.state}}
+            text[i] = cg.derived(i, f"global{i}")
+    list_of = {"w": "_params", "g": "_grads", **{s: cg.state_list(s) for s in cg.program.state}}
 
     lines = [*cg.def_lines(fn, per_tensor=True),
              '    """The update, one parameter tensor at a time (the plain path)."""']
     if any("g" in rs for rs in reads_in):
-        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
+        lines += ["    if _maximize:", "        _grads = [-_grad for _grad in _grads]"]
     for k, stage in enumerate(stages):
         lines += [f"    {listed[i]} = []" for i in stage if i in listed]
         if stage or k == len(stages) - 1:
-            lines.append("    for i, w in enumerate(params):")
+            lines.append("    for _i, w in enumerate(_params):")
             for r in dict.fromkeys(r for r in reads_in[k] if r != "w" and stage_of.get(r) != k):
                 if r == "step":  # in the parameter's dtype, as the program computes
-                    lines.append("        step = steps[i].to(w)")
+                    lines.append("        step = _steps[_i].to(w)")
                 elif r in list_of:
-                    lines.append(f"        {cg.name(r)} = {list_of[r]}[i]")
+                    lines.append(f"        {cg.name(r)} = {list_of[r]}[_i]")
                 elif isinstance(r, int) and r in listed:
-                    lines.append(f"        {cg.name(r)} = {listed[r]}[i]")
+                    lines.append(f"        {cg.name(r)} = {listed[r]}[_i]")
             for i in stage:
                 parts = [(t if src is None else text.get(src, t), number[src] if src is not None else True)
                          for src, t in (cg.operand(i, p) for p in range(len(body[i].args)))]
@@ -81,10 +81,10 @@ def write_single_tensor(cg: Codegen, fn: str) -> list[str]:
     new_name = {}
     for s, f in finals.items():
         if f == "w" or (f in cg.program.state and f != s):
-            new_name[s] = f"{cg.names[s]}_new"
+            new_name[s] = cg.derived(s, "new")
             lines.append(f"        {new_name[s]} = {cg.name(f)}.clone()")
-    lines.append(f"        {'params[i]' if cg.w_rebound else 'w'}.sub_({text.get(update, cg.name(update))})")
+    lines.append(f"        {'_params[_i]' if cg.w_rebound else 'w'}.sub_({text.get(update, cg.name(update))})")
     for s, f in finals.items():
         if f != s:
-            lines.append(f"        {cg.state_list(s)}[i].copy_({new_name.get(s, text.get(f, cg.name(f)))})")
+            lines.append(f"        {cg.state_list(s)}[_i].copy_({new_name.get(s, text.get(f, cg.name(f)))})")
     return lines

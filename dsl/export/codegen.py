@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from optsearch.dsl.analysis import Analysis
-from optsearch.dsl.export_names import Constants, python_names
+from optsearch.dsl.export.names import Constants, python_names
 from optsearch.dsl.ir import Const, Program, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement
@@ -89,7 +89,12 @@ class Codegen:
 
     def state_list(self, s: str) -> str:
         """Python name of the list holding state `s` for every parameter."""
-        return f"{self.names[s]}_state"
+        return self.derived(s, "state")
+
+    def derived(self, src, suffix: str) -> str:
+        """`_NAME_suffix`: a name the code writers make from a value's (`x` -> `_x_all`); the leading
+        underscore keeps it apart from every program name."""
+        return f"_{self.name(src)}_{suffix}"
 
     def operand(self, i: int, pos: int) -> tuple[object, str]:
         """(source or None for a constant, text) of argument `pos` of statement `i`."""
@@ -105,8 +110,8 @@ class Codegen:
 
     def def_lines(self, fn: str, per_tensor: bool) -> list[str]:
         """`def fn(...):` of a code path: lists of tensors, then keyword-only numbers."""
-        lists = ["params", "grads"] if per_tensor else ["w", "g"]
+        lists = ["_params", "_grads"] if per_tensor else ["w", "g"]
         lists += [self.state_list(s) if per_tensor else self.names[s] for s in self.state]
-        lists += ["steps"] if self.uses_step else []
+        lists += ["_steps"] if self.uses_step else []
         hyper = [n for h in self.constants.hyper for n in h.code_names]
-        return wrap(f"def {fn}(", lists + ["*", "lr", *hyper, "maximize"], "):")
+        return wrap(f"def {fn}(", lists + ["*", "lr", *hyper, "_maximize"], "):")

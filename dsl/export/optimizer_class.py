@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from optsearch.dsl.export_codegen import Codegen, wrap
+from optsearch.dsl.export.codegen import Codegen, wrap
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import print_program
 
@@ -26,10 +26,7 @@ _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
 def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
     """The source of `class cls(Optimizer)`, calling `single` (plain) or `multi` (foreach)."""
     hyper = cg.constants.hyper
-    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}"]
-    for h in hyper:
-        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
-        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}", *hyper_signature(hyper)]
     sig += ["*", "maximize: bool = False", "foreach: bool | None = None"]
     first, *doc = _docstring(cg)
     lines = [f"class {cls}(Optimizer):", '    r"""' + first]
@@ -66,12 +63,7 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
     unpack, kwargs = group_kwargs(hyper)
     lines += unpack
     call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
-    lines += ['            foreach = group["foreach"]',
-              "            if foreach is None:",
-              "                foreach = _foreach_by_default(params)",
-              f"            impl = {multi} if foreach else {single}",
-              *wrap("            impl(", call_lists + kwargs, ")"),
-              "        return loss"]
+    lines += [*dispatch_lines(single, multi, call_lists + kwargs), "        return loss"]
     return "\n".join(lines)
 
 
@@ -112,6 +104,24 @@ def _docstring(cg: Codegen) -> list[str]:
     return out
 
 
+def hyper_signature(hyper) -> list[str]:
+    """The constructor's arguments for the program's hyperparameters, with their defaults."""
+    out = []
+    for h in hyper:
+        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
+        out.append(f"{h.arg}: {typ} = {h.default}")
+    return out
+
+
+def dispatch_lines(single: str, multi: str, args: list[str], indent: str = "            ") -> list[str]:
+    """Inside the param-group loop: the lines choosing the plain or the foreach path and calling it."""
+    return [f'{indent}foreach = group["foreach"]',
+            f"{indent}if foreach is None:",
+            f"{indent}    foreach = _foreach_by_default(params)",
+            f"{indent}impl = {multi} if foreach else {single}",
+            *wrap(f"{indent}impl(", args, ")")]
+
+
 STEP_DOC = "Perform one optimization step; `closure` re-evaluates the model and returns the loss."
 
 
@@ -132,7 +142,7 @@ def group_kwargs(hyper) -> tuple[list[str], list[str]]:
             kwargs += [f"{n}={n}" for n in h.code_names]
         else:
             kwargs.append(f'{h.arg}=group["{h.arg}"]')
-    return unpack, kwargs + ['maximize=group["maximize"]']
+    return unpack, kwargs + ['_maximize=group["maximize"]']
 
 
 def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
@@ -154,8 +164,8 @@ def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
     zeros = {"tensor": "torch.zeros_like(p, memory_format=torch.preserve_format)",  # by the state's type
              "row": "torch.zeros_like(_row_mean(p))", "col": "torch.zeros_like(_col_mean(p))"}
     kinds = dict(zip(cg.program.state, cg.a.state_types))
-    lines += [f'                    state["{s}"] = {zeros[kinds[s]]}' for s in cg.state]
+    lines += [f'                    state["{cg.names[s]}"] = {zeros[kinds[s]]}' for s in cg.state]
     lines += ['                state["step"] += 1', "                params.append(p)", "                grads.append(p.grad)"]
-    lines += [f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)]
+    lines += [f'                {name}.append(state["{cg.names[s]}"])' for name, s in zip(state_lists, cg.state)]
     lines += ['                steps.append(state["step"])', "            if not params:", "                continue"]
     return state_lists, lines

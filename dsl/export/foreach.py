@@ -9,12 +9,16 @@ computed in Python floats, as torch's Adam does.
 """
 from __future__ import annotations
 
-from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens
+import re
+
+from optsearch.dsl.export.codegen import Codegen, format_expr, strip_parens
 from optsearch.dsl.ops import OPS
 
 # Lists with a tensor per parameter: shaped like it, or like its row or col values (factored state).
 _LISTS = ("list", "rows", "cols")
 _LIST_OF = {"tensor": "list", "row": "rows", "col": "cols"}
+_STEP_W = "_step_w"  # `step` in the dtype of each parameter: made at the top where the code reads it
+_READS_STEP_W = re.compile(r"(?<!\w)_step_w(?!\w)")
 
 
 def _joined(kinds: set) -> str:
@@ -72,11 +76,12 @@ class _ForeachWriter:
         self.buf = {"w": "params", "g": "grads", **{s: f"state:{s}" for s in cg.program.state}}
         self.held = {b: src for src, b in self.buf.items()}
         self.lines: list[str] = []
+        self.step_w = False
 
     # -- planning ---------------------------------------------------------------------------
 
     def text(self, src) -> str:
-        return "step_w" if src == "step" else self.cg.name(src)
+        return _STEP_W if src == "step" else self.cg.name(src)
 
     def n_reads(self, src) -> int:
         return len(self.readers.get(src, [])) + self.end_reads.count(src)
@@ -195,6 +200,7 @@ class _ForeachWriter:
 
     def emit(self, line: str, comment: str | None = None) -> None:
         """One line of code; the program statement it computes goes after it, or above if long."""
+        self.step_w = self.step_w or _READS_STEP_W.search(line) is not None
         if comment and len(line) + len(comment) > 92:
             self.lines.append(f"    # {comment}")
         self.lines.append(f"    {line}" + (f"  # {comment}" if comment and len(line) + len(comment) <= 92 else ""))
@@ -220,7 +226,7 @@ class _ForeachWriter:
             kd = "num" if src is None else self.kind[src]
             if kd in ("scalars", *_LISTS):
                 text = self.text(src)
-                iterated[text] = f"{text}_i"
+                iterated[text] = f"_{text}_i"
                 parts.append((iterated[text], False))
             else:
                 parts.append((text, kd == "num"))
@@ -285,7 +291,7 @@ class _ForeachWriter:
         (x, xt), (b, bt), (st, _) = operands
         if b is not None or bt not in self.cg.constants.betas or st != "step" or self.kind[x] != "list":
             return False
-        denominators = f"[1 - {bt} ** step.item() for step in steps]"
+        denominators = f"[1 - {bt} ** _step.item() for _step in _steps]"
         if self.writable(x, pos, i):
             self._result(i, f"torch._foreach_div_({xt}, {denominators})", comment, inplace_of=x)
         else:
@@ -317,14 +323,14 @@ class _ForeachWriter:
                 "    tensor per parameter; a result may overwrite memory whose value is not needed any more",
                 '    (never a gradient or a parameter before the final write)."""']
         if "g" in self.uses:
-            self.emit("if maximize:")
+            self.emit("if _maximize:")
             self.emit("    g = torch._foreach_neg(g)")
         for i in cg.live:
             if i not in self.absorbed:
                 self.statement(i)
         # The end: copies of values whose memory changes next, the parameter, then the state.
-        params = "params" if cg.w_rebound else "w"
-        handles = ["params = w"] if cg.w_rebound else []
+        params = "_params" if cg.w_rebound else "w"
+        handles = ["_params = w"] if cg.w_rebound else []
         copies = []
         for s, f in cg.finals.items():
             b = self.buf[f]
@@ -332,15 +338,15 @@ class _ForeachWriter:
                 continue
             src = self.text(f)
             if b == "params" or b.startswith("state:"):
-                src = f"{cg.names[s]}_new"
-                self.emit(f"{src} = [t.clone() for t in {self.text(f)}]")
+                src = cg.derived(s, "new")
+                self.emit(f"{src} = [_t.clone() for _t in {self.text(f)}]")
             handles.append(f"{cg.state_list(s)} = {cg.names[s]}")
             copies.append(f"torch._foreach_copy_({cg.state_list(s)}, {src})")
         self._write_tail(params)
         for line in copies:
             self.emit(line)
-        if any("step_w" in line for line in self.lines):  # `step` in the dtype of each parameter
-            handles.append("step_w = [step.to(w_i) for step, w_i in zip(steps, w)]")
+        if self.step_w:
+            handles.append(f"{_STEP_W} = [_step.to(_w_i) for _step, _w_i in zip(_steps, w)]")
         return head + [f"    {h}" for h in handles] + self.lines
 
     def _write_tail(self, params: str) -> None:
@@ -357,7 +363,7 @@ class _ForeachWriter:
         if t["div"]:
             n, d = (self.text(r) for r in t["div"])
             if t["coef"]:
-                value = f"[-{scale or 1} / (1 - {t['coef']} ** step.item()) for step in steps]"
+                value = f"[-{scale or 1} / (1 - {t['coef']} ** _step.item()) for _step in _steps]"
             else:
                 value = f"-{scale}" if scale else "-1.0"
             self.emit(f"torch._foreach_addcdiv_({params}, {n}, {d}, {value})")

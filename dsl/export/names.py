@@ -6,10 +6,15 @@ of `interp`, `bias_correct` or of a state times a constant is a beta, `w * c` ad
 update is `weight_decay`, a small constant added on the way to a denominator is `eps`, anything
 else is `c0, c1, ...`. One argument per distinct value within a role, so AdamW's 0.9 in `interp`
 and in `bias_correct` is one `betas[0]` and changing it changes both, as in `torch.optim.Adam`.
+
+Variables keep their own names where they can (`python_names`), in a namespace the generated
+code's own names never enter.
 """
 from __future__ import annotations
 
+import builtins
 import keyword
+import unicodedata
 from dataclasses import dataclass, field
 
 from optsearch.dsl.analysis import Analysis, check
@@ -116,35 +121,42 @@ def name_constants(program: Program, analysis: Analysis | None = None) -> Consta
 
 # ---------------------------------------------------------------------------------------------
 # Names in the generated code
+#
+# Two namespaces that cannot meet: every name the exporters make up (locals, lists, functions,
+# a transform's state keys) begins with `_`; a program's names, as Python names, never do. Where
+# the code paths also read names from elsewhere (Python's keywords and builtins, the module's
+# imports, the constants' names) a program's name that means one of them is renamed.
 
-_RESERVED = frozenset({
-    "torch", "Tensor", "Optimizer", "float", "len", "zip", "enumerate", "range", "list", "self",
-    "params", "grads", "steps", "group", "state", "p", "loss", "closure", "foreach", "maximize",
-    "impl", "i", "t", "lr", "betas", "beta", "momentum", "eps", "weight_decay", "defaults", "step_w",
-})
-_SUFFIXES = ("_i", "_state", "_all", "_new", "_v", "_global")
+_PYTHON = frozenset(keyword.kwlist) | frozenset(dir(builtins))
+MODULE_IMPORTS = frozenset({"torch", "Tensor", "Optimizer", "dist"})  # names every generated module binds
+_INPUTS = ("w", "g", "lr", "step")
 
 
 def python_names(program: Program, constants: Constants) -> dict[str, str]:
-    """Program variable -> Python name: its own, unless generated code uses that name itself.
+    """Program variable -> Python name: its own, unless it begins with `_`, is not in the form
+    Python reads it in (NFKC: `ﬁ` is read as `fi`), or is a keyword, a builtin, one of the module's
+    imports or a constant's name; then `NAME_v` (`_v1`, ...), without leading underscores.
 
     A statement assigning `lr` gets its own name too (key `"=lr"`): the plain path's loop
     shares `lr` between parameters, so it must never be rebound there.
     """
-    taken = set(program.params) | {s.target for s in program.body}
-    reserved = _RESERVED | {n for h in constants.hyper for n in h.code_names}
+    names = list(dict.fromkeys(program.params + tuple(s.target for s in program.body)))
+    reserved = _PYTHON | MODULE_IMPORTS | {n for h in constants.hyper for n in h.code_names}
+    taken = {unicodedata.normalize("NFKC", n) for n in names} | reserved
 
     def rename(name: str) -> str:
-        new, k = f"{name}_v", 1
-        while new in taken or new in reserved:
-            new, k = f"{name}_v{k}", k + 1
+        base = unicodedata.normalize("NFKC", name).lstrip("_")
+        base = base if base.isidentifier() else "v"
+        new, k = f"{base}_v", 1
+        while new in taken:
+            new, k = f"{base}_v{k}", k + 1
         taken.add(new)
         return new
 
     out: dict[str, str] = {}
-    for name in dict.fromkeys(program.params + tuple(s.target for s in program.body)):
-        clash = name in reserved or keyword.iskeyword(name) or name.startswith("_") or name.endswith(_SUFFIXES)
-        out[name] = rename(name) if clash and name not in ("w", "g", "lr", "step") else name
+    for name in names:
+        clash = (name.startswith("_") or name in reserved or unicodedata.normalize("NFKC", name) != name)
+        out[name] = rename(name) if clash and name not in _INPUTS else name
     if any(s.target == "lr" for s in program.body):
         out["=lr"] = rename("lr")
     return out

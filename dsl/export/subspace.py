@@ -12,47 +12,16 @@ float rounding.
 """
 from __future__ import annotations
 
-import keyword
-
-from optsearch.dsl.analysis import check
 from optsearch.dsl.errors import OptsearchError
-from optsearch.dsl.export import _FOREACH_DEFAULT, _HELPERS, class_name_for
-from optsearch.dsl.export_class import DEFAULT_LR, class_source, step_header
-from optsearch.dsl.export_codegen import Codegen, wrap
-from optsearch.dsl.export_foreach import write_multi_tensor
-from optsearch.dsl.export_names import name_constants
-from optsearch.dsl.export_plain import write_single_tensor
-from optsearch.dsl.interpret import compile_program
+from optsearch.dsl.export import runtime
+from optsearch.dsl.analysis import check
+from optsearch.dsl.export.assemble import (PlainOptimizer, assemble, check_class_name, class_name_for, header,
+                                             plain_optimizer)
+from optsearch.dsl.export.codegen import wrap
+from optsearch.dsl.export.optimizer_class import (DEFAULT_LR, dispatch_lines, group_kwargs, hyper_signature,
+                                                  step_header)
 from optsearch.dsl.ir import Program
-from optsearch.dsl.subspace import P_BETAS, P_EPS, Subspace, _reads_w, w_separable
-
-_SUBSPACE_HELPERS = f'''def _projects(p: Tensor, rank: int) -> bool:
-    """Whether `p` runs in the subspace: a matrix whose smaller side is larger than the rank."""
-    return p.dim() == 2 and min(p.shape) > rank
-
-
-def _c(p: Tensor, x: Tensor) -> Tensor:
-    """`x` (shaped like `p`) with the smaller side last."""
-    return x.mT if p.shape[0] < p.shape[1] else x
-
-
-def _top_right_singular(c: Tensor, rank: int) -> Tensor:
-    """The top-`rank` right singular vectors of `c`, as rows (non-finite entries zeroed first)."""
-    c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
-    return torch.linalg.svd(c, full_matrices=False).Vh[..., :rank, :]
-
-
-def _pca_grad(c: Tensor, P: Tensor) -> Tensor:
-    """Gradient w.r.t. `P` of `||G P^T P - G||^2` for `G = c / ||c||` (0 when `c` is 0)."""
-    norm = torch.linalg.matrix_norm(c, keepdim=True)
-    G = c / norm.clamp_min(torch.finfo(c.dtype).tiny)
-    A = G @ P.mT
-    R = A @ P - G
-    return 2 * ((R @ P.mT).mT @ G + A.mT @ R)
-
-
-_P_BETAS = {P_BETAS!r}
-_P_EPS = {P_EPS!r}'''
+from optsearch.dsl.subspace import P_BETAS, P_EPS, Subspace, subspace_program
 
 
 def export_subspace(program: Program, subspace: Subspace, class_name: str | None = None) -> str:
@@ -61,27 +30,17 @@ def export_subspace(program: Program, subspace: Subspace, class_name: str | None
     The subspace's options become constructor defaults (`rank`, `projection`, `update_every`,
     `lr_p`, `init`, `scale`, `seed`). Raises `ProgramError` / `OptsearchError` for bad input.
     """
-    a = check(program)
-    cls = class_name or subspace_class_name(program)
-    if not cls.isidentifier() or keyword.iskeyword(cls) or cls in ("torch", "Tensor", "Optimizer") \
-            or cls.startswith("_"):
-        raise OptsearchError(f"the class name must be a public Python identifier, got {cls!r}")
+    check(program)
+    cls = check_class_name(class_name or subspace_class_name(program))
     if subspace.include_full_rank:
         raise OptsearchError("include_full_rank is a checking option; exported optimizers do not take it")
     base = class_name_for(program)
-    if base == cls:
-        base = cls + "FullRank"
-    cg = Codegen.of(program, a, name_constants(program, a))
-    single, multi = f"_single_tensor_{program.name}", f"_multi_tensor_{program.name}"
-    functions = "\n".join(write_single_tensor(cg, single)) + "\n\n\n" + "\n".join(write_multi_tensor(cg, multi))
-    compiled = compile_program(program)
-    decay_on_full = _reads_w(compiled) and w_separable(compiled)
-    parts = [_header(program, cls, base, subspace), class_source(cg, base, single, multi), _FOREACH_DEFAULT]
-    parts += [h for key, h in _HELPERS.items() if key in functions]
-    parts += [_SUBSPACE_HELPERS, functions, _subspace_class(cg, cls, base, single, multi, subspace, decay_on_full)]
-    source = "\n\n\n".join(parts) + "\n"
-    compile(source, f"<subspace export of {program.name}>", "exec")  # an internal error, if it fails
-    return source
+    plain = plain_optimizer(program, cls + "FullRank" if base == cls else base)
+    decay_on_full = subspace_program(program, subspace).decay_on_full
+    constants = f"_P_BETAS = {P_BETAS!r}\n_P_EPS = {P_EPS!r}"
+    return assemble(_header(program, cls, plain.name, subspace), plain,
+                    runtime_parts=(runtime.source(runtime.SUBSPACE) + "\n\n\n" + constants,),
+                    after=(_subspace_class(plain, cls, subspace, decay_on_full),), what="subspace export")
 
 
 def subspace_class_name(program: Program) -> str:
@@ -90,27 +49,17 @@ def subspace_class_name(program: Program) -> str:
 
 
 def _header(program: Program, cls: str, base: str, sub: Subspace) -> str:
-    return f'''"""{cls}: the optsearch program `{program.name}` run in a low-rank subspace, as a torch optimizer.
+    doc = f"""{cls}: the optsearch program `{program.name}` run in a low-rank subspace, as a torch optimizer.
 
 Generated by `optsearch export --subspace-rank {sub.rank}`. It needs torch and nothing else. `{cls}`
-runs the program on projected gradients of matrix parameters; `{base}` is the plain program.
-"""
-from __future__ import annotations
-
-import torch
-from torch import Tensor
-from torch.optim import Optimizer
-
-__all__ = ["{cls}", "{base}"]'''
+runs the program on projected gradients of matrix parameters; `{base}` is the plain program."""
+    return header(doc, [cls, base])
 
 
-def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, sub: Subspace,
-                    decay_on_full: bool) -> str:
+def _subspace_class(plain: PlainOptimizer, cls: str, sub: Subspace, decay_on_full: bool) -> str:
+    cg, base, single, multi = plain.cg, plain.name, plain.paths.single, plain.paths.multi
     hyper = cg.constants.hyper
-    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}"]
-    for h in hyper:
-        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
-        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}", *hyper_signature(hyper)]
     sig += ["*", f"rank: int = {sub.rank}", f"projection: str = {sub.projection!r}",
             f"update_every: int = {sub.update_every}", f"lr_p: float = {sub.lr_p!r}", f"init: str = {sub.init!r}",
             f"scale: float = {sub.scale!r}", f"seed: int = {sub.seed}", "maximize: bool = False",
@@ -118,11 +67,7 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
     super_args = ["params", "lr=lr"] + [f"{h.arg}={h.arg}" for h in hyper] + ["maximize=maximize", "foreach=foreach"]
     state_lists = [cg.state_list(s) for s in cg.state]
     call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
-    unpack = [f'{", ".join(h.code_names)} = group["betas"]' for h in hyper if h.arg == "betas"]
-    kwargs = ['lr=float(group["lr"])']
-    for h in hyper:
-        kwargs += [f"{n}={n}" for n in h.code_names] if h.arg == "betas" else [f'{h.arg}=group["{h.arg}"]']
-    kwargs.append('maximize=group["maximize"]')
+    unpack, kwargs = group_kwargs(hyper)
     zero_lists = ["w_runs", "zero_grads"] + [f"[torch.zeros_like(x) for x in w_runs]" for _ in cg.state]
     zero_lists += ["run_steps"] if cg.uses_step else []
     decay_note = ("The program's update is a sum of a gradient part and a w-only part (decoupled weight decay),\n"
@@ -145,7 +90,8 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
              f"    {decay_note}",
              "",
              f"    The program's own hyperparameters are those of :class:`{base}`. ``state_bytes()`` is the",
-             "    optimizer state kept, in bytes.",
+             "    optimizer state kept, in bytes. Its keys: the program's state, ``step``, and ``_P`` with",
+             "    ``_P_exp_avg`` and ``_P_exp_avg_sq`` (a leading underscore: never a program's name).",
              '    """',
              "",
              *wrap("    def __init__(", sig, "):"),
@@ -180,18 +126,18 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
              '        state["step"] = torch.tensor(0.0, dtype=torch.float64)',
              "        rank, s = group[\"rank\"], min(p.shape) if p.dim() == 2 else 0",
              "        shape = (max(p.shape), rank) if projected else p.shape",
-             *[f'        state["{name}"] = torch.zeros(shape, dtype=p.dtype, device=p.device)' for name in cg.state],
+             *[f'        state["{cg.names[name]}"] = torch.zeros(shape, dtype=p.dtype, device=p.device)' for name in cg.state],
              "        if projected:",
              '            if group["init"] == "random":',
              "                gauss = torch.randn(s, rank, generator=self._generator, dtype=torch.float64)",
-             '                state["P"] = torch.linalg.qr(gauss).Q.mT.to(p)',
+             '                state["_P"] = torch.linalg.qr(gauss).Q.mT.to(p)',
              '            elif group["init"] == "identity":',
-             '                state["P"] = torch.eye(rank, s, dtype=p.dtype, device=p.device)',
+             '                state["_P"] = torch.eye(rank, s, dtype=p.dtype, device=p.device)',
              "            else:  # from the first gradient",
-             '                state["P"] = torch.zeros(rank, s, dtype=p.dtype, device=p.device)',
+             '                state["_P"] = torch.zeros(rank, s, dtype=p.dtype, device=p.device)',
              '            if group["projection"] == "online":',
-             '                state["P_exp_avg"] = torch.zeros_like(state["P"])',
-             '                state["P_exp_avg_sq"] = torch.zeros_like(state["P"])',
+             '                state["_P_exp_avg"] = torch.zeros_like(state["_P"])',
+             '                state["_P_exp_avg_sq"] = torch.zeros_like(state["_P"])',
              "        return state",
              "",
              *step_header(),
@@ -210,8 +156,8 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
              '                    t = int(state["step"].item())',
              '                    if (group["projection"] == "svd" and (t - 1) % group["update_every"] == 0) or (',
              '                            group["projection"] == "online" and group["init"] == "svd" and t == 1):',
-             '                        state["P"].copy_(_top_right_singular(_c(p, p.grad), group["rank"]))',
-             '                    P = state["P"]',
+             '                        state["_P"].copy_(_top_right_singular(_c(p, p.grad), group["rank"]))',
+             '                    P = state["_P"]',
              "                    w_low, g_low = _c(p, p) @ P.mT, _c(p, p.grad) @ P.mT",
              "                    low.append((len(params), p, state, w_low.clone()))",
              "                    params.append(w_low)",
@@ -219,21 +165,17 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
              "                else:",
              "                    params.append(p)",
              "                    grads.append(p.grad)",
-             *[f'                {name}.append(state["{s}"])' for name, s in zip(state_lists, cg.state)],
+             *[f'                {name}.append(state["{cg.names[s]}"])' for name, s in zip(state_lists, cg.state)],
              '                steps.append(state["step"])',
              "            if not params:",
              "                continue",
-             *[f"            {line}" for line in unpack],
-             '            foreach = group["foreach"]',
-             "            if foreach is None:",
-             "                foreach = _foreach_by_default(params)",
-             f"            impl = {multi} if foreach else {single}",
-             *wrap("            impl(", call_lists + kwargs, ")"),
+             *unpack,
+             *dispatch_lines(single, multi, call_lists + kwargs),
              "            if not low:",
              "                continue",
              "            # The low-rank update is the change of each projected copy of a parameter.",
              "            updates = [w_before - params[k] for k, _, _, w_before in low]",
-             "            backs = [_c(p, u @ state[\"P\"]) * group[\"scale\"] for u, (_, p, state, _) in zip(updates, low)]"]
+             "            backs = [_c(p, u @ state[\"_P\"]) * group[\"scale\"] for u, (_, p, state, _) in zip(updates, low)]"]
     if decay_on_full:
         lines += ["            # The w-only part on the full parameter: the program at zero gradient and state, run on",
                   "            # the parameter and on its projection; the full one replaces the projected one.",
@@ -245,11 +187,11 @@ def _subspace_class(cg: Codegen, cls: str, base: str, single: str, multi: str, s
                   *wrap("                impl(", zero_lists + kwargs, ")"),
                   "                k_runs.append([b - a for b, a in zip(before, w_runs)])",
                   "            for j, (_, p, state, _) in enumerate(low):",
-                  '                backs[j] = backs[j] + (k_runs[0][j] - _c(p, k_runs[1][j] @ state["P"]) * group["scale"])']
+                  '                backs[j] = backs[j] + (k_runs[0][j] - _c(p, k_runs[1][j] @ state["_P"]) * group["scale"])']
     lines += ["            for back, (_, p, state, _) in zip(backs, low):",
               "                p.sub_(back)",
               '                if group["projection"] == "online":  # one Adam step on P (Online Subspace Descent)',
-              '                    P, m, v = state["P"], state["P_exp_avg"], state["P_exp_avg_sq"]',
+              '                    P, m, v = state["_P"], state["_P_exp_avg"], state["_P_exp_avg_sq"]',
               '                    t = state["step"].item()',
               "                    grad = _pca_grad(_c(p, p.grad), P)",
               "                    m.lerp_(grad, 1 - _P_BETAS[0])",

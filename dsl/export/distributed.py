@@ -7,30 +7,27 @@ vote (or their mean). Parameters stay identical on every worker without ever sen
 
 A program qualifies when its update is `sign(x) * scale + terms in w`, `x` computed from the
 gradient and state, `scale` from `lr`, `step`, constants and `w` only (`split_at_sign` reads this
-off the IR). The generated module holds the program's ordinary exported optimizer (`export.py`)
+off the IR). The generated module holds the program's ordinary exported optimizer (`assemble.py`)
 and a subclass whose `step` runs in three parts: `_local_*` (this worker: the signs and the new
-state, one parameter at a time), `_vote` (one `all_gather` of packed bits for all parameters),
+state, one parameter at a time), `_vote` (`runtime.py`: one `all_gather` of packed bits for all parameters),
 and the update from the vote, written by the ordinary exporter's plain and foreach code writers
 from a program in which the vote is a state variable.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import torch
-import torch.distributed as dist
-from torch import Tensor
-
 from optsearch.dsl.analysis import Analysis, check
 from optsearch.dsl.errors import OptsearchError
-from optsearch.dsl.export import check_class_name, class_name_for, export_parts
-from optsearch.dsl.export_class import collect_lines, group_kwargs, step_header
-from optsearch.dsl.export_codegen import Codegen, format_expr, strip_parens, wrap
-from optsearch.dsl.export_foreach import write_multi_tensor
-from optsearch.dsl.export_names import Constants, name_constants
-from optsearch.dsl.export_plain import number_values, write_single_tensor
+from optsearch.dsl.export import runtime
+from optsearch.dsl.export.assemble import (CodePaths, PlainOptimizer, assemble, check_class_name, class_name_for,
+                                             code_paths, header, plain_optimizer)
+from optsearch.dsl.export.codegen import Codegen, format_expr, strip_parens, wrap
+from optsearch.dsl.export.names import Constants
+from optsearch.dsl.export.optimizer_class import (collect_lines, dispatch_lines, group_kwargs, hyper_signature,
+                                                  step_header)
+from optsearch.dsl.export.plain import number_values
 from optsearch.dsl.ir import INPUTS, Program, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement
@@ -155,20 +152,16 @@ def export_distributed(program: Program, class_name: str | None = None, vote: Vo
         raise OptsearchError(f"{source}: {e}" if source else str(e)) from None
     base = class_name_for(program)
     cls = check_class_name(class_name or distributed_class_name(program))
-    base = f"{cls}Local" if base == cls else base
-    cg = Codegen.of(program, a, name_constants(program, a))
+    plain = plain_optimizer(program, f"{cls}Local" if base == cls else base)
+    cg = plain.cg
     apply_cg = _apply_codegen(cg, split)
-    local_fn, single, multi = (f"_{kind}_{program.name}" for kind in ("local", "single_tensor_apply",
-                                                                        "multi_tensor_apply"))
-    functions = "\n\n\n".join(["\n".join(_write_local(cg, split, local_fn)),
-                               "\n".join(write_single_tensor(apply_cg, single)),
-                               "\n".join(write_multi_tensor(apply_cg, multi))])
-    runtime = "\n\n\n".join(inspect.getsource(f).rstrip() for f in (_pack_bits, _unpack_bits, _vote))
-    parts = [_header(program, cls, base), *export_parts(program, base, extra_code=functions),
-             _class_source(cg, apply_cg, split, cls, base, vote, local_fn, single, multi), functions, runtime]
-    text = "\n\n\n".join(parts) + "\n"
-    compile(text, f"<distributed export of {program.name}>", "exec")  # an internal error, if it fails
-    return text
+    apply = code_paths(apply_cg, "_apply")
+    local_fn = f"_local_{program.name}"
+    functions = "\n\n\n".join(["\n".join(_write_local(cg, split, local_fn)), apply.source])
+    return assemble(_header(program, cls, plain.name), plain,
+                    after=(_class_source(plain, apply_cg, split, cls, vote, local_fn, apply), functions,
+                           runtime.source(runtime.DISTRIBUTED)),
+                    what="distributed export")
 
 
 def distributed_class_name(program: Program) -> str:
@@ -197,35 +190,33 @@ def _write_local(cg: Codegen, split: SignSplit, fn: str) -> list[str]:
              '    """This worker\'s part of the step, on its own gradient: returns the signs to vote on',
              '    and updates the (local) state."""']
     if "g" in reads:
-        lines += ["    if maximize:", "        grads = [-grad for grad in grads]"]
-    lines += ["    signs = []", "    for i, w in enumerate(params):"]
-    lists = {"g": "grads", **{s: cg.state_list(s) for s in cg.program.state}}
+        lines += ["    if _maximize:", "        _grads = [-_grad for _grad in _grads]"]
+    lines += ["    _signs = []", "    for _i, w in enumerate(_params):"]
+    lists = {"g": "_grads", **{s: cg.state_list(s) for s in cg.program.state}}
     for r in sorted(reads - {"w", "lr"}, key=cg.program.params.index):
-        lines.append("        step = steps[i].to(w)" if r == "step" else f"        {cg.name(r)} = {lists[r]}[i]")
+        lines.append("        step = _steps[_i].to(w)" if r == "step" else f"        {cg.name(r)} = {lists[r]}[_i]")
     for i in split.local:
         parts = [(t if src is None else cg.name(src), number[src] if src is not None else True)
                  for src, t in (cg.operand(i, p) for p in range(len(body[i].args)))]
         lines.append(f"        {cg.name(i)} = {strip_parens(format_expr(body[i].op, parts)[0])}")
         if i == split.sign:
-            lines.append(f"        signs.append({cg.name(i)})")
+            lines.append(f"        _signs.append({cg.name(i)})")
     # New state last; a state that takes another state's old value copies it first.
-    text = {s: (f"{cg.state_list(f)}[i].clone()" if f in cg.program.state else
-                "params[i]" if f == "w" else cg.name(f)) for s, f in finals.items()}
+    text = {s: (f"{cg.state_list(f)}[_i].clone()" if f in cg.program.state else
+                "_params[_i]" if f == "w" else cg.name(f)) for s, f in finals.items()}
     for s, f in finals.items():
         if f in cg.program.state:
-            lines.append(f"        {cg.names[s]}_new = {text[s]}")
-            text[s] = f"{cg.names[s]}_new"
-    lines += [f"        {cg.state_list(s)}[i].copy_({text[s]})" for s in finals]
-    return lines + ["    return signs"]
+            lines.append(f"        {cg.derived(s, 'new')} = {text[s]}")
+            text[s] = cg.derived(s, "new")
+    lines += [f"        {cg.state_list(s)}[_i].copy_({text[s]})" for s in finals]
+    return lines + ["    return _signs"]
 
 
-def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, base: str, vote: str,
-                  local_fn: str, single: str, multi: str) -> str:
+def _class_source(plain: PlainOptimizer, apply_cg: Codegen, split: SignSplit, cls: str, vote: str,
+                  local_fn: str, apply: CodePaths) -> str:
+    cg, base = plain.cg, plain.name
     hyper = cg.constants.hyper
-    sig = ["self", "params", "lr: float = 1e-3"]
-    for h in hyper:
-        typ = f"tuple[{', '.join(['float'] * len(h.values))}]" if h.arg == "betas" else "float"
-        sig.append(f"{h.arg}: {typ} = {h.default}")
+    sig = ["self", "params", "lr: float = 1e-3", *hyper_signature(hyper)]
     sig += ["*", f'vote: str = "{vote}"', "process_group=None", "maximize: bool = False",
             "foreach: bool | None = None"]
     passed = ["params", "lr=lr"] + [f"{h.arg}={h.arg}" for h in hyper] + ["maximize=maximize", "foreach=foreach"]
@@ -258,11 +249,7 @@ def _class_source(cg: Codegen, apply_cg: Codegen, split: SignSplit, cls: str, ba
     unpack, kw = group_kwargs(apply_cg.constants.hyper)
     call = ["params", "grads", vote_list] + (["steps"] if apply_cg.uses_step else [])
     lines += [f"            {vote_list}, votes = votes[:len(params)], votes[len(params):]", *unpack,
-              '            foreach = group["foreach"]',
-              "            if foreach is None:",
-              "                foreach = _foreach_by_default(params)",
-              f"            impl = {multi} if foreach else {single}",
-              *wrap("            impl(", call + kw, ")"),
+              *dispatch_lines(apply.single, apply.multi, call + kw),
               "        return loss"]
     return "\n".join(lines)
 
@@ -292,68 +279,10 @@ def _doc(cg: Codegen, apply_cg: Codegen, split: SignSplit, base: str, default_vo
 
 
 def _header(program: Program, cls: str, base: str) -> str:
-    return f'''"""{cls}: the optsearch program `{program.name}` as a Distributed Lion optimizer.
+    doc = f"""{cls}: the optsearch program `{program.name}` as a Distributed Lion optimizer.
 
 Generated by `optsearch export --distributed`. It needs torch and nothing else. `{cls}` is for
 data-parallel training with torch.distributed: workers exchange 1-bit signs instead of gradients
 (do not also all-reduce the gradients, e.g. with DistributedDataParallel). `{base}` is the same
-program for one process.
-"""
-from __future__ import annotations
-
-import torch
-import torch.distributed as dist
-from torch import Tensor
-from torch.optim import Optimizer
-
-__all__ = ["{cls}", "{base}"]'''
-
-
-# ---------------------------------------------------------------------------------------------
-# Runtime: these functions are copied into every generated module (they need torch only).
-
-
-def _pack_bits(bits: Tensor) -> Tensor:
-    """A flat bool tensor of n elements as ceil(n / 8) uint8 bytes, element k in bit k % 8 of byte k // 8."""
-    padded = torch.zeros((bits.numel() + 7) // 8 * 8, dtype=torch.uint8, device=bits.device)
-    padded[:bits.numel()] = bits.reshape(-1)
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=bits.device)
-    return (padded.view(-1, 8) * weights).sum(1, dtype=torch.uint8)
-
-
-def _unpack_bits(packed: Tensor, n: int) -> Tensor:
-    """The first `n` bits of `_pack_bits`'s bytes, as a bool tensor."""
-    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
-    return ((packed.unsqueeze(-1) >> shifts) & 1).reshape(-1)[:n].bool()
-
-
-def _vote(signs: list[Tensor], vote: str, group=None) -> tuple[list[Tensor], int]:
-    """The workers' vote on every element of `signs` (this worker's), and the bytes this worker sent.
-
-    One all_gather carries each worker's signs as 1 bit per element (positive or not) and a flag
-    byte saying whether it has exact zeros; only if one does, a second all_gather carries the
-    bit planes of the nonzero elements, so that a zero stays a zero as in one process.
-    """
-    flat = torch.cat([s.reshape(-1) for s in signs])
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
-        total, workers, sent = flat, 1, 0
-    else:
-        workers, n = dist.get_world_size(group), flat.numel()
-        nonzero = flat != 0
-        flag = torch.tensor([0 if bool(nonzero.all()) else 1], dtype=torch.uint8, device=flat.device)
-        message = torch.cat([_pack_bits(flat > 0), flag])
-        gathered = [torch.empty_like(message) for _ in range(workers)]
-        dist.all_gather(gathered, message, group=group)
-        sent = message.numel()
-        planes = None
-        if any(bool(m[-1]) for m in gathered):
-            plane = _pack_bits(nonzero)
-            planes = [torch.empty_like(plane) for _ in range(workers)]
-            dist.all_gather(planes, plane, group=group)
-            sent += plane.numel()
-        total = torch.zeros(n, dtype=torch.int32, device=flat.device)
-        for k, m in enumerate(gathered):
-            s = _unpack_bits(m[:-1], n).to(torch.int32) * 2 - 1
-            total += s if planes is None else s * _unpack_bits(planes[k], n)
-    result = torch.sign(total) if vote == "majority" else total.to(flat.dtype) / workers
-    return [r.view_as(s).to(s.dtype) for r, s in zip(result.split([s.numel() for s in signs]), signs)], sent
+program for one process."""
+    return header(doc, [cls, base], distributed=True)

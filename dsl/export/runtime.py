@@ -1,0 +1,137 @@
+"""The functions a generated module calls besides torch, written here as real, tested functions
+and copied into each module that calls them by their source (`source`), so that the module
+needs torch and nothing else."""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+# ---------------------------------------------------------------------------------------------
+# Every export
+
+
+def _foreach_by_default(params: list[Tensor]) -> bool:
+    """foreach=None means foreach when all tensors share one CPU or CUDA device and dtype."""
+    first = params[0]
+    return first.device.type in ("cpu", "cuda") and all(
+        p.device == first.device and p.dtype == first.dtype for p in params)
+
+
+def _scalar(x: float, like: Tensor | None = None) -> Tensor:
+    """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
+    that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
+    if like is None:
+        return torch.tensor(x, dtype=torch.float64)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _row_mean(x: Tensor) -> Tensor:
+    """The mean of each row of `x` seen as a matrix (x.shape[0], rest), a vector being one row:
+    a row value, shaped (x.shape[0], 1, ..., 1) (a vector's: (1,)) to broadcast against `x`."""
+    if x.dim() == 0:
+        return x.clone()
+    return x.mean(dim=tuple(range(1, x.dim())) or 0, keepdim=True)
+
+
+def _col_mean(x: Tensor) -> Tensor:
+    """The mean of each column of `x` seen as a matrix (x.shape[0], rest), a vector being one row:
+    a col value, shaped (1, *x.shape[1:]) (a vector's: like it) to broadcast against `x`."""
+    if x.dim() < 2:
+        return x.clone()
+    return x.mean(0, keepdim=True)
+
+
+OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")  # called by the code of some ops: added where called
+
+
+# ---------------------------------------------------------------------------------------------
+# Subspace exports (the math of `optsearch.dsl.subspace`, for one parameter at a time)
+
+
+def _projects(p: Tensor, rank: int) -> bool:
+    """Whether `p` runs in the subspace: a matrix whose smaller side is larger than the rank."""
+    return p.dim() == 2 and min(p.shape) > rank
+
+
+def _c(p: Tensor, x: Tensor) -> Tensor:
+    """`x` (shaped like `p`) with the smaller side last."""
+    return x.mT if p.shape[0] < p.shape[1] else x
+
+
+def _top_right_singular(c: Tensor, rank: int) -> Tensor:
+    """The top-`rank` right singular vectors of `c`, as rows (non-finite entries zeroed first)."""
+    c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
+    return torch.linalg.svd(c, full_matrices=False).Vh[..., :rank, :]
+
+
+def _pca_grad(c: Tensor, P: Tensor) -> Tensor:
+    """Gradient w.r.t. `P` of `||G P^T P - G||^2` for `G = c / ||c||` (0 when `c` is 0)."""
+    norm = torch.linalg.matrix_norm(c, keepdim=True)
+    G = c / norm.clamp_min(torch.finfo(c.dtype).tiny)
+    A = G @ P.mT
+    R = A @ P - G
+    return 2 * ((R @ P.mT).mT @ G + A.mT @ R)
+
+
+SUBSPACE = ("_projects", "_c", "_top_right_singular", "_pca_grad")
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed exports: the workers' vote on their signs, 1 bit per element
+
+
+def _pack_bits(bits: Tensor) -> Tensor:
+    """A flat bool tensor of n elements as ceil(n / 8) uint8 bytes, element k in bit k % 8 of byte k // 8."""
+    padded = torch.zeros((bits.numel() + 7) // 8 * 8, dtype=torch.uint8, device=bits.device)
+    padded[:bits.numel()] = bits.reshape(-1)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=bits.device)
+    return (padded.view(-1, 8) * weights).sum(1, dtype=torch.uint8)
+
+
+def _unpack_bits(packed: Tensor, n: int) -> Tensor:
+    """The first `n` bits of `_pack_bits`'s bytes, as a bool tensor."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    return ((packed.unsqueeze(-1) >> shifts) & 1).reshape(-1)[:n].bool()
+
+
+def _vote(signs: list[Tensor], vote: str, group=None) -> tuple[list[Tensor], int]:
+    """The workers' vote on every element of `signs` (this worker's), and the bytes this worker sent.
+
+    One all_gather carries each worker's signs as 1 bit per element (positive or not) and a flag
+    byte saying whether it has exact zeros; only if one does, a second all_gather carries the
+    bit planes of the nonzero elements, so that a zero stays a zero as in one process.
+    """
+    flat = torch.cat([s.reshape(-1) for s in signs])
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+        total, workers, sent = flat, 1, 0
+    else:
+        workers, n = dist.get_world_size(group), flat.numel()
+        nonzero = flat != 0
+        flag = torch.tensor([0 if bool(nonzero.all()) else 1], dtype=torch.uint8, device=flat.device)
+        message = torch.cat([_pack_bits(flat > 0), flag])
+        gathered = [torch.empty_like(message) for _ in range(workers)]
+        dist.all_gather(gathered, message, group=group)
+        sent = message.numel()
+        planes = None
+        if any(bool(m[-1]) for m in gathered):
+            plane = _pack_bits(nonzero)
+            planes = [torch.empty_like(plane) for _ in range(workers)]
+            dist.all_gather(planes, plane, group=group)
+            sent += plane.numel()
+        total = torch.zeros(n, dtype=torch.int32, device=flat.device)
+        for k, m in enumerate(gathered):
+            s = _unpack_bits(m[:-1], n).to(torch.int32) * 2 - 1
+            total += s if planes is None else s * _unpack_bits(planes[k], n)
+    result = torch.sign(total) if vote == "majority" else total.to(flat.dtype) / workers
+    return [r.view_as(s).to(s.dtype) for r, s in zip(result.split([s.numel() for s in signs]), signs)], sent
+
+
+DISTRIBUTED = ("_pack_bits", "_unpack_bits", "_vote")
+
+
+def source(names: tuple[str, ...] | list[str]) -> str:
+    """The source of the named functions of this module, as a generated module holds them."""
+    return "\n\n\n".join(inspect.getsource(globals()[name]).rstrip() for name in names)
