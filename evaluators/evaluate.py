@@ -77,12 +77,13 @@ def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[Prox
     """
     start = time.perf_counter()
     try:
-        if isinstance(program, RoleProgram):
-            for p in program.programs:
+        compiled: Program | RoleProgram | StepFunction = as_step(program) \
+            if not isinstance(program, RoleProgram) else program  # compiled per task, by its roles
+        for p in (program.programs if isinstance(program, RoleProgram) else ()):
+            try:
                 compile_program(p)
-            compiled: Program | RoleProgram | StepFunction = program  # compiled per task, by its roles
-        else:
-            compiled = as_step(program)
+            except ProgramError as e:
+                raise ProgramError(f"function '{p.name}': {e.message}", e.path, e.line) from None
     except ProgramError as e:
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []

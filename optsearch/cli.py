@@ -22,14 +22,16 @@ from optsearch.discovered import zoo_names, zoo_path
 from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
+from optsearch.dsl import ROLES, RoleProgram, program_for
 from optsearch.dsl.export import export_program
+from optsearch.dsl.roles import role_description
 from optsearch.dsl.export_distributed import VOTES, distributed_class_name, export_distributed
 from optsearch.dsl.export_subspace import export_subspace, subspace_class_name
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate
 from optsearch.files import write_atomically
-from optsearch.programs import program_source, resolve_program
+from optsearch.programs import program_source, resolve_candidate, resolve_program
 from optsearch.proxy_tasks import SIZES, TASKS, Task
 from optsearch.proxy_tasks.references import REFERENCES_PATH, save_reference
 
@@ -191,18 +193,23 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    program = resolve_program(args.program)
+    program = resolve_candidate(args.program)  # a program, or a role candidate (one program per role)
     _set_threads(args.threads)
     device = _device(args.device)
     tasks = [_task(name, args.size, device) for name in (args.task or ["quadratic"])]
     if any(m <= 0 for m in args.lr_multipliers):
         raise OptsearchError(f"--lr-multipliers must be > 0, got {args.lr_multipliers}")
     subspace = _subspace(args)
+    if subspace is not None and isinstance(program, RoleProgram):
+        raise OptsearchError(f"{program_source(args.program)}: --subspace-rank runs a single program; "
+                             "a role candidate cannot be combined with it yet")
     step_object = program if subspace is None else subspace_program(program, subspace)
     result = evaluate(step_object, tasks, seeds=range(args.seeds), lr_multipliers=args.lr_multipliers,
                       time_limit=args.time_limit, device=device)
     if args.json:
         extra = {"subspace": asdict(subspace)} if subspace is not None else {}
+        if isinstance(program, RoleProgram):
+            extra["roles"] = {r: program_for(program, r).name for r in ROLES}
         print(json.dumps({"program": program.name, **extra, **result.to_json()}, indent=2))
         return
     rows = [("task", "size", "status", "metric", "AdamW", "fitness", "state/param", "best lr x", "per seed",
@@ -214,6 +221,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(_table(rows))
     if subspace is not None:
         print(f"in a low-rank subspace: {subspace.describe()}")
+    if isinstance(program, RoleProgram):
+        print(f"roles: {role_description(program)} (the lr multiplier scales every role's lr)")
     memory = "" if result.state_per_param is None else \
         f", optimizer state {_num(result.state_per_param, '.3g')} numbers per parameter"
     print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better){memory}, "
