@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 import optsearch
-from optsearch.discovered import zoo_names, zoo_path
+from optsearch.discovered import zoo_names, zoo_path, zoo_role_names
 from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
@@ -292,7 +292,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
-    rows = [{"name": name, "description": _zoo_description(name)} for name in zoo_names()]
+    rows = [{"name": name, "kind": "program", "description": _zoo_description(name)} for name in zoo_names()]
+    rows += [{"name": name, "kind": "roles", "description": "one program per role: " + _zoo_description(name)}
+             for name in zoo_role_names()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -354,6 +356,8 @@ def _zoo_description(name: str) -> str:
         tree = ast.parse(zoo_path(name).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return ""
+    if ast.get_docstring(tree):  # a role candidate's file says what it is at the top
+        return ast.get_docstring(tree).strip().splitlines()[0]
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             doc = ast.get_docstring(node) or ""

@@ -107,3 +107,12 @@ def test_a_role_candidate_with_an_invalid_program_is_scored_invalid_not_raised()
     result = evaluate(bad, [QUADRATIC], lr_multipliers=(1.0,))
     assert result.status == "invalid" and result.fitness == -math.inf
     assert "function 'lion'" in result.error
+
+
+def test_vmapped_and_looped_passes_train_a_role_candidate_alike():
+    task = short("mlp", 20)
+    kwargs = dict(seeds=(0, 1), lr_multipliers=(0.3,))
+    looped = train(load_zoo_candidate("lion_adamw"), task, batching="loop", **kwargs)
+    vmapped = train(load_zoo_candidate("lion_adamw"), task, batching="vmap", **kwargs)
+    assert looped.status == vmapped.status == "ok"
+    assert vmapped.metrics == pytest.approx(looped.metrics, rel=1e-4)
