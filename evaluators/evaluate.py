@@ -77,13 +77,7 @@ def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[Prox
     """
     start = time.perf_counter()
     try:
-        compiled: Program | RoleProgram | StepFunction = as_step(program) \
-            if not isinstance(program, RoleProgram) else program  # compiled per task, by its roles
-        for p in (program.programs if isinstance(program, RoleProgram) else ()):
-            try:
-                compile_program(p)
-            except ProgramError as e:
-                raise ProgramError(f"function '{p.name}': {e.message}", e.path, e.line) from None
+        compiled = _checked(program)
     except ProgramError as e:
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []
@@ -108,6 +102,19 @@ def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[Prox
     mean_memory = sum(memory) / len(memory) if memory else None
     return EvalResult(status, aggregate([s.fitness for s in scores]), scores,
                       time.perf_counter() - start, "; ".join(errors) or None, mean_memory)
+
+
+def _checked(program: Program | RoleProgram | StepFunction) -> RoleProgram | StepFunction:
+    """`program` compiled; a role candidate with each of its programs checked (it is compiled per
+    task, by the task's roles). Raises `ProgramError` naming the function at fault."""
+    if not isinstance(program, RoleProgram):
+        return as_step(program)
+    for p in program.programs:
+        try:
+            compile_program(p)
+        except ProgramError as e:
+            raise ProgramError(f"function '{p.name}': {e.message}", e.path, e.line) from None
+    return program
 
 
 def state_per_param(step: Program | RoleProgram | StepFunction, task: ProxyTask, seed: int = 0) -> float:
