@@ -3,10 +3,13 @@ from optsearch.dsl.analysis import Analysis, canonicalize, check, dead_statement
 from optsearch.dsl.errors import OptsearchError, ProgramError
 from optsearch.dsl.interpret import (CompiledProgram, FlatReducer, Layout, ProgramOptimizer, StepFunction, as_step,
                                      compile_program)
-from optsearch.dsl.ir import INPUTS, Const, Operand, Program, Statement, Var
+from optsearch.dsl.grouped import GroupedStep, compile_candidate
+from optsearch.dsl.ir import INPUTS, Const, Operand, Program, RoleProgram, Statement, Var
 from optsearch.dsl.ops import OPS, Op, get_op
 from optsearch.dsl.parse import load_program, parse_program
 from optsearch.dsl.printer import format_statement, print_program
+from optsearch.dsl.roles import (ROLES, ParamGroup, Role, default_role, load_candidate, parameter_groups,
+                                 parse_candidate, print_candidate, program_for)
 from optsearch.dsl.subspace import Subspace, SubspaceProgram, subspace_from_options, subspace_program
 
 __all__ = [
@@ -16,4 +19,6 @@ __all__ = [
     "check", "compile_program", "dead_statements", "format_statement", "get_op", "load_program",
     "parse_program", "print_program", "structural_hash", "variable_types",
     "Subspace", "SubspaceProgram", "subspace_from_options", "subspace_program",
+    "GroupedStep", "ParamGroup", "compile_candidate", "ROLES", "Role", "RoleProgram", "default_role", "load_candidate",
+    "parameter_groups", "parse_candidate", "print_candidate", "program_for",
 ]

@@ -65,3 +65,23 @@ class Program:
     def constants(self) -> tuple[float, ...]:
         """Every literal, in order of appearance (one entry per occurrence)."""
         return tuple(a.value for s in self.body for a in s.args if isinstance(a, Const))
+
+
+@dataclass(frozen=True)
+class RoleProgram:
+    """A candidate that is one program per parameter role (`dsl.roles.ROLES`).
+
+    `programs` are the functions of the file, in file order, with distinct names; `roles` maps a
+    role, or "default" for every role not listed, to a program's name, in `ROLES` order with
+    "default" last. Every role resolves to a program. A plain `Program` means "this program for
+    every role".
+    """
+
+    programs: tuple[Program, ...]
+    roles: tuple[tuple[str, str], ...]
+    roles_line: int = field(default=0, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The programs' names joined by `_` (`lion_adamw`), in file order."""
+        return "_".join(p.name for p in self.programs)

@@ -51,6 +51,25 @@ def load_program(path: str | Path, *, validate: bool = True) -> Program:
     return parse_program(data, str(path), validate=validate)
 
 
+def module_statements(text: str | bytes, path: str | None = None) -> list[ast.stmt]:
+    """The top-level statements of a program file (for files of several functions, `dsl.roles`);
+    raises `ProgramError` for text that is not UTF-8, binary, empty or not Python syntax."""
+    return _Parser(path).module(text)
+
+
+def parse_function(fn: ast.FunctionDef, path: str | None = None, *, validate: bool = True) -> Program:
+    """One function of a parsed file as a program, checked as `parse_program` checks it."""
+    program = _Parser(path).function(fn)
+    if validate:
+        check(program, path)
+    return program
+
+
+def describe(node: ast.AST) -> str:
+    """What to call a syntax node in an error ("imports", "a call", ...)."""
+    return _describe(node)
+
+
 class _Parser:
     def __init__(self, path: str | None):
         self.path = path
@@ -63,6 +82,19 @@ class _Parser:
         return ProgramError(message, self.path, getattr(node, "lineno", None) or 1)
 
     def parse(self, text: str | bytes) -> Program:
+        stmts = self.module(text)
+        funcs = [s for s in stmts if isinstance(s, ast.FunctionDef)]
+        for s in stmts:
+            if not isinstance(s, ast.FunctionDef):
+                raise self.error(s, f"only one function definition is allowed at top level, found {_describe(s)}")
+        if len(funcs) != 1:
+            raise self.error(funcs[1] if funcs else None,
+                             "a program file holds exactly one function" if funcs else "no function definition found")
+        return self.function(funcs[0])
+
+    def module(self, text: str | bytes) -> list[ast.stmt]:
+        """The top-level statements of `text` (a leading docstring dropped); errors for text that
+        is not UTF-8, binary, empty or not Python syntax."""
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -78,16 +110,7 @@ class _Parser:
         except SyntaxError as e:
             raise ProgramError(f"syntax error: {e.msg}", self.path, e.lineno or 1) from None
         stmts = list(module.body)
-        if stmts and _is_docstring(stmts[0]):
-            stmts = stmts[1:]
-        funcs = [s for s in stmts if isinstance(s, ast.FunctionDef)]
-        for s in stmts:
-            if not isinstance(s, ast.FunctionDef):
-                raise self.error(s, f"only one function definition is allowed at top level, found {_describe(s)}")
-        if len(funcs) != 1:
-            raise self.error(funcs[1] if funcs else None,
-                             "a program file holds exactly one function" if funcs else "no function definition found")
-        return self.function(funcs[0])
+        return stmts[1:] if stmts and _is_docstring(stmts[0]) else stmts
 
     def function(self, fn: ast.FunctionDef) -> Program:
         a = fn.args

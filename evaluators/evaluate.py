@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from optsearch.dsl import Program, ProgramError, StepFunction, as_step
+from optsearch.dsl import Program, ProgramError, RoleProgram, StepFunction, as_step, compile_candidate, compile_program
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, best_over_lr, relative_fitness
 from optsearch.evaluators.train import Status, train
 from optsearch.proxy_tasks import ProxyTask, get_task
@@ -66,14 +66,18 @@ def _json_safe(x):
     return x
 
 
-def evaluate(program: Program | StepFunction, tasks: Sequence[ProxyTask | tuple[str, str] | str],
+def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[ProxyTask | tuple[str, str] | str],
              seeds: Sequence[int] = (0,), lr_multipliers: Sequence[float] = DEFAULT_LR_MULTIPLIERS,
              time_limit: float | None = None, device: str | torch.device = "cpu") -> EvalResult:
     """Train `program` on each task for every (seed, lr multiplier) and score it; never raises
-    for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead)."""
+    for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead).
+
+    A role candidate (`RoleProgram`) is trained with one program per parameter group, by the
+    task's parameter roles; fitness and state per parameter are measured as for a plain program.
+    """
     start = time.perf_counter()
     try:
-        compiled = as_step(program)
+        compiled = _checked(program)
     except ProgramError as e:
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []
@@ -100,12 +104,27 @@ def evaluate(program: Program | StepFunction, tasks: Sequence[ProxyTask | tuple[
                       time.perf_counter() - start, "; ".join(errors) or None, mean_memory)
 
 
-def state_per_param(step: StepFunction, task: ProxyTask, seed: int = 0) -> float:
+def _checked(program: Program | RoleProgram | StepFunction) -> RoleProgram | StepFunction:
+    """`program` compiled; a role candidate with each of its programs checked (it is compiled per
+    task, by the task's roles). Raises `ProgramError` naming the function at fault."""
+    if not isinstance(program, RoleProgram):
+        return as_step(program)
+    for p in program.programs:
+        try:
+            compile_program(p)
+        except ProgramError as e:
+            raise ProgramError(f"function '{p.name}': {e.message}", e.path, e.line) from None
+    return program
+
+
+def state_per_param(step: Program | RoleProgram | StepFunction, task: ProxyTask, seed: int = 0) -> float:
     """Optimizer-state numbers per parameter of `task`'s model that `step` keeps (its
-    `state_numel` over the model's parameter shapes, divided by their number)."""
+    `state_numel` over the model's parameter shapes, divided by their number); for a role
+    candidate, each group's program over its group's shapes."""
+    compiled, order = compile_candidate(step, task.param_roles())
     shapes = task.param_shapes(seed)
     params = sum(math.prod(s) for s in shapes)
-    return step.state_numel(shapes) / params if params else 0.0
+    return compiled.state_numel([shapes[i] for i in order]) / params if params else 0.0
 
 
 def _overall_status(statuses: list[Status]) -> Status:

@@ -16,15 +16,25 @@ from optsearch.proxy_tasks.imitate import ImitationTask
 
 
 def imitate(compiled: StepFunction, task: ImitationTask, seeds: Sequence[int],
-            mults: Sequence[float], result: TrainResult) -> None:
-    """Fill `result` with each copy's normalised update error (inf where it is not finite)."""
+            mults: Sequence[float], result: TrainResult, order: Sequence[int] | None = None) -> None:
+    """Fill `result` with each copy's normalised update error (inf where it is not finite).
+
+    `order` is the order of the parameters in the buffer `compiled` steps (a role candidate's
+    groups one after another; default: the model's order); the streams are permuted once.
+    """
     streams = [task.stream(s) for s in seeds]
     copies = [(si, m) for si in range(len(seeds)) for m in mults]
     index = torch.tensor([si for si, _ in copies], device=task.device)
+    shapes = list(streams[0].shapes)
+    order = list(range(len(shapes))) if order is None else list(order)
+    columns = _columns(Layout(shapes), order)
     w_all = torch.stack([s.w for s in streams]).index_select(0, index)   # (B, T, N)
     g_all = torch.stack([s.g for s in streams]).index_select(0, index)
     u_all = torch.stack([s.u for s in streams]).index_select(0, index)
-    layout = Layout(streams[0].shapes, task.device)
+    if columns is not None:
+        columns = columns.to(task.device)
+        w_all, g_all, u_all = (x.index_select(-1, columns) for x in (w_all, g_all, u_all))
+    layout = Layout([shapes[i] for i in order], task.device)
     reducer = FlatReducer(layout)
     lr = torch.tensor([task.target_lr * m for _, m in copies], device=task.device).unsqueeze(-1)
     state = compiled.init_state(w_all[:, 0], layout)
@@ -39,3 +49,11 @@ def imitate(compiled: StepFunction, task: ImitationTask, seeds: Sequence[int],
     result.train_losses = list(result.metrics)
     if not any(math.isfinite(x) for x in result.metrics):
         result.status, result.error = "diverged", "updates not finite"
+
+
+def _columns(layout: Layout, order: list[int]) -> torch.Tensor | None:
+    """Positions on the flat axis that put the parameters in `order`; None for the model's order."""
+    if order == list(range(len(layout.shapes))):
+        return None
+    starts = layout.starts.tolist()
+    return torch.cat([torch.arange(starts[i], starts[i] + layout.numels[i]) for i in order])

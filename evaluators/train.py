@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
-from optsearch.dsl import FlatReducer, Layout, Program, ProgramError, StepFunction, as_step
+from optsearch.dsl import FlatReducer, Layout, Program, ProgramError, RoleProgram, StepFunction, compile_candidate
 from optsearch.proxy_tasks import ProxyTask, Task
 
 Status = Literal["ok", "diverged", "invalid", "timeout", "error"]
@@ -58,13 +58,16 @@ class TrainResult:
         return self.metrics[seed_index * len(self.lr_multipliers) + lr_index]
 
 
-def train(program: Program | StepFunction, task: ProxyTask, seeds: Sequence[int] = (0,),
+def train(program: Program | RoleProgram | StepFunction, task: ProxyTask, seeds: Sequence[int] = (0,),
           lr_multipliers: Sequence[float] = (1.0,), time_limit: float | None = None,
           device: str | torch.device = "cpu", batching: Batching = "auto") -> TrainResult:
     """Train `program` on `task` for every (seed, lr multiplier) pair; see the module docstring.
 
     `batching` is how the copies' forward and backward passes run: "vmap", "loop", or "auto"
     (loop on a CPU, vmap on anything else).
+
+    A role candidate (`RoleProgram`) steps each group of parameters (by `task.param_roles()`) with
+    its own program, state and layout (`dsl.grouped`); the lr multiplier scales every group's lr.
     """
     if batching not in ("auto", "vmap", "loop"):
         raise ValueError(f"batching must be 'auto', 'vmap' or 'loop', got {batching!r}")
@@ -72,7 +75,8 @@ def train(program: Program | StepFunction, task: ProxyTask, seeds: Sequence[int]
     start = time.perf_counter()
     result = TrainResult("ok", seeds, mults)
     try:
-        compiled = as_step(program)  # a program, or a step function (compiled, or a transform around one)
+        # a program, a role candidate, or a step function (compiled, or a transform around one)
+        compiled, order = compile_candidate(program, task.param_roles())
     except ProgramError as e:
         result.status, result.error = "invalid", str(e)
         return _finish(result, start, len(seeds) * len(mults))
@@ -81,9 +85,9 @@ def train(program: Program | StepFunction, task: ProxyTask, seeds: Sequence[int]
         vmapped = batching == "vmap" or (batching == "auto" and device.type != "cpu")
         if task.kind == "imitation":
             from optsearch.evaluators.imitate import imitate  # imitate.py imports TrainResult from here
-            imitate(compiled, task.to(device), seeds, mults, result)
+            imitate(compiled, task.to(device), seeds, mults, result, order)
         else:
-            _train(compiled, task, seeds, mults, time_limit, device, vmapped, result, start)
+            _train(compiled, order, task, seeds, mults, time_limit, device, vmapped, result, start)
     except Exception as e:  # a program can fail in ways analysis cannot see; score it, don't crash
         result.status = "error"
         result.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
@@ -98,14 +102,14 @@ def _finish(result: TrainResult, start: float, copies: int) -> TrainResult:
     return result
 
 
-def _train(compiled: StepFunction, task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
+def _train(compiled: StepFunction, order: tuple[int, ...], task: Task, seeds: tuple[int, ...], mults: tuple[float, ...],
            time_limit: float | None, device: torch.device, vmapped: bool, result: TrainResult,
            start: float) -> None:
     budget = task.budget
     copies = [(si, m) for si in range(len(seeds)) for m in mults]
     seed_of = torch.tensor([si for si, _ in copies], device=device)
     inits = [task.init(s) for s in seeds]
-    names = list(inits[0])
+    names = [list(inits[0])[i] for i in order]  # in the flat buffer: parameter groups one after another
     stacked = [torch.stack([inits[si][n] for si, _ in copies]).to(device) for n in names]
     layout = Layout.of(stacked, batch_dims=1)
     w = layout.flatten(stacked, batch_dims=1)

@@ -18,17 +18,19 @@ from typing import Callable, Sequence
 import torch
 
 import optsearch
-from optsearch.discovered import zoo_names, zoo_path
+from optsearch.discovered import zoo_names, zoo_path, zoo_role_names
 from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash, variable_types,
 )
+from optsearch.dsl import ROLES, RoleProgram, program_for
 from optsearch.dsl.export import (VOTES, distributed_class_name, export_distributed, export_program, export_subspace,
                                   subspace_class_name)
+from optsearch.dsl.roles import role_description
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate
 from optsearch.files import write_atomically
-from optsearch.programs import program_source, resolve_program
+from optsearch.programs import program_source, resolve_candidate, resolve_program
 from optsearch.proxy_tasks import SIZES, TASKS, Task
 from optsearch.proxy_tasks.references import REFERENCES_PATH, save_reference
 
@@ -190,18 +192,23 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    program = resolve_program(args.program)
+    program = resolve_candidate(args.program)  # a program, or a role candidate (one program per role)
     _set_threads(args.threads)
     device = _device(args.device)
     tasks = [_task(name, args.size, device) for name in (args.task or ["quadratic"])]
     if any(m <= 0 for m in args.lr_multipliers):
         raise OptsearchError(f"--lr-multipliers must be > 0, got {args.lr_multipliers}")
     subspace = _subspace(args)
+    if subspace is not None and isinstance(program, RoleProgram):
+        raise OptsearchError(f"{program_source(args.program)}: --subspace-rank runs a single program; "
+                             "a role candidate cannot be combined with it yet")
     step_object = program if subspace is None else subspace_program(program, subspace)
     result = evaluate(step_object, tasks, seeds=range(args.seeds), lr_multipliers=args.lr_multipliers,
                       time_limit=args.time_limit, device=device)
     if args.json:
         extra = {"subspace": asdict(subspace)} if subspace is not None else {}
+        if isinstance(program, RoleProgram):
+            extra["roles"] = {r: program_for(program, r).name for r in ROLES}
         print(json.dumps({"program": program.name, **extra, **result.to_json()}, indent=2))
         return
     rows = [("task", "size", "status", "metric", "AdamW", "fitness", "state/param", "best lr x", "per seed",
@@ -213,6 +220,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(_table(rows))
     if subspace is not None:
         print(f"in a low-rank subspace: {subspace.describe()}")
+    if isinstance(program, RoleProgram):
+        print(f"roles: {role_description(program)} (the lr multiplier scales every role's lr)")
     memory = "" if result.state_per_param is None else \
         f", optimizer state {_num(result.state_per_param, '.3g')} numbers per parameter"
     print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better){memory}, "
@@ -282,7 +291,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
-    rows = [{"name": name, "description": _zoo_description(name)} for name in zoo_names()]
+    rows = [{"name": name, "kind": "program", "description": _zoo_description(name)} for name in zoo_names()]
+    rows += [{"name": name, "kind": "roles", "description": "one program per role: " + _zoo_description(name)}
+             for name in zoo_role_names()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -344,6 +355,8 @@ def _zoo_description(name: str) -> str:
         tree = ast.parse(zoo_path(name).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return ""
+    if ast.get_docstring(tree):  # a role candidate's file says what it is at the top
+        return ast.get_docstring(tree).strip().splitlines()[0]
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             doc = ast.get_docstring(node) or ""

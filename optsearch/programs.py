@@ -1,7 +1,8 @@
 """Resolve a PROGRAM argument: a program file, a zoo name (`lion`), or `runs/NAME#ID`.
 
-Every command that takes a PROGRAM goes through `resolve_program`, so they all accept the
-same three forms and fail with the same one-line errors. Programs are parsed, never run.
+Every command that takes a PROGRAM goes through `resolve_program` (`resolve_candidate` where a
+role candidate, one program per parameter role, is accepted too), so they all accept the same
+three forms and fail with the same one-line errors. Programs are parsed, never run.
 """
 from __future__ import annotations
 
@@ -9,16 +10,30 @@ import difflib
 from dataclasses import replace
 from pathlib import Path
 
-from optsearch.discovered import load_zoo, zoo_names, zoo_path
-from optsearch.dsl import OptsearchError, Program, load_program, parse_program
+from optsearch.discovered import load_zoo_candidate, zoo_names, zoo_path, zoo_role_names
+from optsearch.dsl import (OptsearchError, Program, ProgramError, RoleProgram, load_candidate, load_program,
+                           parse_program)
+from optsearch.dsl.roles import role_description
+
 
 def resolve_program(spec: str) -> Program:
-    """The checked program that `spec` names; an `OptsearchError` saying why when none is found."""
+    """The checked program that `spec` names; an `OptsearchError` saying why when none is found,
+    or when `spec` is a role candidate (one program per parameter role)."""
+    candidate = resolve_candidate(spec)
+    if isinstance(candidate, RoleProgram):
+        where = program_source(spec)
+        raise ProgramError(f"a role candidate ({role_description(candidate)}); only `optsearch eval` takes one "
+                           "so far: give a single program", where, candidate.roles_line)
+    return candidate
+
+
+def resolve_candidate(spec: str) -> Program | RoleProgram:
+    """The checked program or role candidate that `spec` names (a file, a zoo name, runs/NAME#ID)."""
     path = Path(spec)
     if path.is_file():
-        return load_program(path)  # parsing also checks: errors name the file and line
-    if spec in zoo_names():
-        return load_zoo(spec)
+        return load_candidate(path)  # parsing also checks: errors name the file and line
+    if spec in zoo_names() or spec in zoo_role_names():
+        return load_zoo_candidate(spec)
     if "#" in spec:
         run_dir, _, program_id = spec.rpartition("#")
         return load_run_program(Path(run_dir), program_id)
@@ -31,7 +46,7 @@ def program_source(spec: str) -> str:
     """Where `spec`'s program text lives, for display: a file path or `runs/NAME#ID`."""
     if Path(spec).is_file():
         return spec
-    if spec in zoo_names():
+    if spec in zoo_names() or spec in zoo_role_names():
         return str(zoo_path(spec))
     return spec
 
@@ -51,10 +66,10 @@ def load_run_program(run_dir: Path, program_id: str) -> Program:
 
 
 def _not_found_message(spec: str) -> str:
-    names = zoo_names()
+    names = zoo_names() + zoo_role_names()
     close = difflib.get_close_matches(spec, names, n=2)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     return f"no program file or zoo program named '{spec}'{hint}; zoo: {', '.join(names)}"
 
 
-__all__ = ["load_run_program", "program_source", "resolve_program"]
+__all__ = ["load_run_program", "program_source", "resolve_candidate", "resolve_program"]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, ClassVar, Iterator, Literal
 import torch
 from torch import Tensor
 
+from optsearch.dsl.roles import Role, default_role
+
 if TYPE_CHECKING:
     from optsearch.proxy_tasks.references import Reference
 
@@ -104,6 +106,11 @@ class ProxyTask(ABC):
     def param_shapes(self, seed: int = 0) -> list[torch.Size]:
         """The shapes of the parameters a program steps (its optimizer state is sized by them)."""
 
+    def param_roles(self) -> list[Role]:
+        """The role of each parameter (`optsearch.dsl.roles`), in `param_shapes` order: which
+        program of a role candidate steps it. By default read off the shape (`default_role`)."""
+        return [default_role(s) for s in self.param_shapes()]
+
     def to(self, device: str | torch.device) -> "ProxyTask":
         """A copy of this task whose data lives on `device` (moved once, here)."""
         device = torch.device(device)
@@ -150,6 +157,13 @@ class Task(ProxyTask):
 
     def param_shapes(self, seed: int = 0) -> list[torch.Size]:
         return [t.shape for t in self.init(seed).values()]
+
+    def param_roles(self) -> list[Role]:
+        return [self.role(name, t.shape) for name, t in self.init(0).items()]
+
+    def role(self, name: str, shape: torch.Size) -> Role:
+        """The role of parameter `name`; tasks that know their model override this."""
+        return default_role(shape)
 
 
 class ClassificationTask(Task):

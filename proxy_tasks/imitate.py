@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import Layout, ProgramOptimizer
+from optsearch.dsl import Layout, ProgramOptimizer, Role
 from optsearch.proxy_tasks.base import Budget, ProxyTask, Size
 from optsearch.proxy_tasks.mlp import MLP
 
@@ -59,6 +59,10 @@ class ImitationTask(ProxyTask):
 
     def param_shapes(self, seed: int = 0) -> list[torch.Size]:
         return list(self.stream(seed).shapes)
+
+    def param_roles(self) -> list[Role]:
+        """The roles of the small mlp model whose trajectories are recorded."""
+        return MLP("small").param_roles()
 
     def __repr__(self) -> str:
         return f"<ImitationTask {self.name}/{self.size} target={self.target} on {self.device}>"

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from optsearch.dsl.roles import Role
+
 
 def normal(g: torch.Generator, *shape: int, std: float) -> Tensor:
     return torch.randn(*shape, generator=g) * std
@@ -40,6 +42,16 @@ def init_transformer(g: torch.Generator, layers: int, width: int, mlp_ratio: int
         }
     params |= {"norm.weight": torch.ones(width), "norm.bias": torch.zeros(width)}
     return params
+
+
+def transformer_role(name: str, shape: torch.Size) -> Role:
+    """A transformer's parameter roles: `embed.*` (tokens, patches, positions) embedding,
+    `head.weight` head, other 2-D weights (the blocks') hidden, anything below 2-D a vector."""
+    if len(shape) < 2:
+        return "vector"
+    if name.startswith("embed."):
+        return "embedding"
+    return "head" if name.startswith("head.") else "hidden"
 
 
 def linear(params: dict[str, Tensor], name: str, x: Tensor) -> Tensor:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optsearch.dsl.roles import Role
 from optsearch.proxy_tasks.base import Budget, Size, Task, cross_entropy, generator
-from optsearch.proxy_tasks.layers import init_transformer, linear, normal, transformer
+from optsearch.proxy_tasks.layers import init_transformer, linear, normal, transformer, transformer_role
 
 VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))   # index len(VOCAB) is "any other character"
 VOCAB_SIZE = len(VOCAB) + 1
@@ -140,6 +141,10 @@ class LanguageModel(Task):
         params |= {"head.weight": normal(g, cfg.width, VOCAB_SIZE, std=0.02),
                    "head.bias": torch.zeros(VOCAB_SIZE)}
         return {k: v.to(self.device) for k, v in params.items()}
+
+    def role(self, name: str, shape: torch.Size) -> Role:
+        """Token and position embeddings, the head's weight, and the blocks' 2-D weights (hidden)."""
+        return transformer_role(name, shape)
 
     def logits(self, params: dict[str, Tensor], ids: Tensor) -> Tensor:
         """Next-character logits for ids (..., T) with T <= context."""

@@ -17,6 +17,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from optsearch.dsl.roles import Role
 from optsearch.proxy_tasks.base import Budget, ClassificationTask, Size, generator
 
 
@@ -96,6 +97,14 @@ class MLP(ClassificationTask):
             params[f"layers.{i}.weight"] = torch.randn(fan_in, fan_out, generator=g) * std
             params[f"layers.{i}.bias"] = torch.zeros(fan_out)
         return {k: v.to(self.device) for k, v in params.items()}
+
+    def role(self, name: str, shape: torch.Size) -> Role:
+        """The first layer's weight is the input layer (embedding), the last one's the head, the
+        weights between them hidden, the biases vectors."""
+        if len(shape) < 2:
+            return "vector"
+        layer = int(name.split(".")[1])
+        return "embedding" if layer == 0 else "head" if layer == len(self.cfg.hidden) else "hidden"
 
     def logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         depth = len(self.cfg.hidden) + 1

@@ -20,8 +20,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from optsearch.dsl.roles import Role
 from optsearch.proxy_tasks.base import Budget, ClassificationTask, Size, generator
-from optsearch.proxy_tasks.layers import init_transformer, linear, normal, transformer
+from optsearch.proxy_tasks.layers import init_transformer, linear, normal, transformer, transformer_role
 
 CLASSES = ("disk", "ring", "square", "outline", "plus", "triangle", "bars", "bar")
 
@@ -148,6 +149,10 @@ class ViT(ClassificationTask):
         params |= {"head.weight": normal(g, cfg.width, len(CLASSES), std=0.02),
                    "head.bias": torch.zeros(len(CLASSES))}
         return {k: v.to(self.device) for k, v in params.items()}
+
+    def role(self, name: str, shape: torch.Size) -> Role:
+        """The patch embedding and positions (embedding), the head's weight, the blocks' 2-D weights."""
+        return transformer_role(name, shape)
 
     def logits(self, params: dict[str, Tensor], images: Tensor) -> Tensor:
         """Class logits for images (..., side, side)."""

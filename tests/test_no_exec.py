@@ -30,6 +30,9 @@ HOSTILE = {
     "main_guard": "def f(w, g, lr):\n    return g\n\nif __name__ == '__main__':\n    {payload}\n",
     "exec_call": "def f(w, g, lr):\n    u = exec({payload_text!r})\n    return u\n",
     "eval_call": "def f(w, g, lr):\n    u = eval({payload_text!r})\n    return u\n",
+    "role_value": "def f(w, g, lr):\n    return g\n\nroles = {{'hidden': f, 'default': {payload}}}\n",
+    "role_key": "def f(w, g, lr):\n    return g\n\nroles = {{{payload}: f, 'default': f}}\n",
+    "role_beside_code": "def f(w, g, lr):\n    return g\n\nroles = {{'default': f}}\n{payload}\n",
 }
 
 REQUIRED_OPTIONS = {"export": ["-o", "{tmp}/out/exported.py"]}  # as in tests/cli/conftest.py

@@ -1,0 +1,44 @@
+"""`optsearch eval` takes a role candidate (one program per parameter role); the other commands
+say plainly that they take a single program."""
+import json
+
+import pytest
+
+from optsearch.discovered import load_zoo, zoo_path
+
+ROLE_FILE = zoo_path("lion_adamw")
+
+
+def test_eval_trains_a_role_candidate_by_zoo_name_and_reports_its_roles(cli):
+    r = cli("eval", "lion_adamw", "--task", "quadratic", "--lr-multipliers", "1", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["program"] == "lion_adamw" and report["status"] == "ok"
+    assert report["roles"] == {"hidden": "lion", "embedding": "adamw", "head": "adamw", "vector": "adamw"}
+    assert report["state_per_param"] == pytest.approx(1.5)
+
+
+def test_eval_of_a_role_candidate_file_prints_the_roles_and_the_lr_rule(cli, tmp_path):
+    path = tmp_path / "sgd_adamw.py"
+    path.write_text(ROLE_FILE.read_text().replace("def lion(", "def sgd(").replace('"hidden": lion', '"hidden": sgd'))
+    r = cli("eval", path, "--task", "quadratic", "--lr-multipliers", "0.3")
+    assert r.code == 0, r.err
+    assert "roles: hidden: sgd, embedding: adamw, head: adamw, vector: adamw (the lr multiplier scales every" in r.out
+
+
+@pytest.mark.parametrize("command", ["check", "simplify"])
+def test_commands_that_take_one_program_refuse_a_role_candidate_in_one_line(cli, command):
+    r = cli(command, "lion_adamw")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert f"{ROLE_FILE}:31: a role candidate (hidden: lion, embedding: adamw" in r.err
+    assert "only `optsearch eval` takes one" in r.err
+
+
+def test_eval_refuses_a_subspace_around_a_role_candidate(cli):
+    r = cli("eval", "lion_adamw", "--subspace-rank", "4")
+    assert r.code == 2 and "a role candidate cannot be combined with it yet" in r.err
+
+
+def test_plain_zoo_programs_still_resolve_as_programs(cli):
+    r = cli("check", "lion", "--json")
+    assert r.code == 0 and json.loads(r.out)["name"] == load_zoo("lion").name
