@@ -126,12 +126,9 @@ class Layout:
             starts.append(starts[-1] + n)
         groups = []
         for (m, n), members in by_shape.items():
-            contiguous = all(starts[a + 1] == starts[b] for a, b in zip(members, members[1:]))
-            if contiguous:
-                where: slice | Tensor = slice(starts[members[0]], starts[members[-1] + 1])
-            else:
-                where = torch.cat([torch.arange(starts[k], starts[k + 1], device=self.device) for k in members])
-            groups.append(MatrixGroup(m, n, len(members), where))
+            side_by_side = all(starts[a + 1] == starts[b] for a, b in zip(members, members[1:]))
+            span = slice(starts[members[0]], starts[members[-1] + 1]) if side_by_side else None
+            groups.append(MatrixGroup(m, n, tuple(members), tuple(starts[k] for k in members), span))
         return groups
 
     def matrix_counts(self, axis: int, dtype: torch.dtype) -> Tensor:
@@ -156,13 +153,18 @@ class Layout:
 
 @dataclass(frozen=True)
 class MatrixGroup:
-    """Parameters with the same matrix view `m x n`: `count` of them, at `where` on the flat axis (a
-    slice when they sit side by side, else the index of each of their elements, in order)."""
+    """Parameters with the same matrix view `m x n`: their indices, where each starts on the flat
+    axis, and the slice they fill when they sit side by side (else None)."""
 
     m: int
     n: int
-    count: int
-    where: slice | Tensor
+    params: tuple[int, ...]
+    starts: tuple[int, ...]
+    span: slice | None
+
+    @property
+    def count(self) -> int:
+        return len(self.params)
 
 
 class FlatReducer:
@@ -225,15 +227,18 @@ class FlatReducer:
         if len(groups) == 1 and groups[0].count * groups[0].m * groups[0].n == numel:  # one shape: no copies
             g = groups[0]
             return fn(*(x.reshape(-1, g.m, g.n) for x in xs)).reshape(*batch, numel)
-        out = xs[0].new_empty(*batch, numel) if groups else torch.zeros_like(xs[0])
+        if not groups:  # only empty parameters
+            return torch.zeros_like(xs[0])
+        pieces: dict[int, Tensor] = {}  # parameter -> its result, `(*batch, m * n)`
         for g in groups:
-            if isinstance(g.where, slice):
-                parts = [x[..., g.where].reshape(-1, g.m, g.n) for x in xs]
-                out[..., g.where] = fn(*parts).reshape(*batch, -1)
-            else:
-                parts = [x.index_select(-1, g.where).reshape(-1, g.m, g.n) for x in xs]
-                out.index_copy_(-1, g.where, fn(*parts).reshape(*batch, -1))
-        return out
+            if g.span is not None:  # side by side: a view, or one copy with batch axes
+                parts = [x[..., g.span].reshape(-1, g.m, g.n) for x in xs]
+            else:  # one stack per group
+                parts = [torch.stack([x[..., s:s + g.m * g.n] for s in g.starts], dim=-2).reshape(-1, g.m, g.n)
+                         for x in xs]
+            result = fn(*parts).reshape(*batch, g.count, g.m * g.n)
+            pieces.update((k, result[..., j, :]) for j, k in enumerate(g.params))
+        return torch.cat([pieces[k] for k in sorted(pieces)], dim=-1)  # every result put back in one copy
 
     def matrix_rows(self) -> Tensor:
         """The row count of each element's parameter's matrix view, `(N,)` (`(1,)` for one parameter)."""

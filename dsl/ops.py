@@ -280,7 +280,7 @@ def orthogonalize_matrices(x: Tensor, a: float, b: float, c: float, steps: float
     tall = x.shape[-2] > x.shape[-1]
     X = x.mT if tall else x
     norm = torch.linalg.matrix_norm(X, keepdim=True)
-    X = X / torch.clamp_min(norm, eps)
+    X = (X / torch.clamp_min(norm, eps)).contiguous()  # (a transposed view's strides slow the matmuls)
     for _ in range(ns_steps(steps)):
         A = X @ X.mT
         X = _addmm(X, _addmm(A, A, A, b, c), X, a, 1.0)

@@ -208,9 +208,9 @@ def test_layout_groups_parameters_by_matrix_view():
     groups = {(g.m, g.n): g for g in Layout(SHAPES).matrix_groups}
     assert {k: g.count for k, g in groups.items()} == {(4, 3): 3, (2, 5): 1, (3, 4): 2, (1, 6): 1, (1, 1): 1,
                                                         (5, 2): 1}
-    assert isinstance(groups[(2, 5)].where, slice) and isinstance(groups[(4, 3)].where, torch.Tensor)
-    assert groups[(4, 3)].where.tolist() == list(range(12)) + list(range(22, 46))
-    assert groups[(3, 4)].where == slice(46, 70)  # (3, 2, 2) and (3, 4) side by side: one slice
+    assert groups[(4, 3)].params == (0, 2, 3) and groups[(4, 3)].starts == (0, 22, 34)
+    assert groups[(4, 3)].span is None  # not side by side: stacked
+    assert groups[(3, 4)].span == slice(46, 70)  # (3, 2, 2) and (3, 4) side by side: one slice
 
 
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)], ids=["unbatched", "batch3", "batch2x3"])
@@ -309,10 +309,10 @@ ADJUST = {"muon": None, "muon_rms": "match_rms_adamw"}
 @pytest.mark.parametrize("name", sorted(ADJUST))
 def test_muon_matches_a_float64_newton_schulz_reference_exactly(name):
     err = muon_errors(name, lambda ps, lr: Float64Muon(ps, lr, adjust_lr_fn=ADJUST[name]))
-    assert err < 1e-12  # measured: about 1e-15
+    assert err < 1e-12  # measured: 1.3e-15 (muon), 8.6e-16 (muon_rms)
 
 
 @pytest.mark.parametrize("name", sorted(ADJUST))
 def test_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name):
     err = muon_errors(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=ADJUST[name]))
-    assert err < 5e-3  # measured: 1.2e-3 (muon), 4.6e-4 (muon_rms); torch runs Newton-Schulz in bfloat16
+    assert err < 5e-3  # measured: 2.1e-3 (muon), 7.3e-4 (muon_rms); torch runs Newton-Schulz in bfloat16
