@@ -7,6 +7,9 @@ algebraic properties for analysis and simplification. Adding an op is one `_regi
 Types: `tensor` values are shaped like the parameter; `scalar` values are one number per
 parameter tensor (or per run: `lr`, `step`, constants, `global_norm`). Elementwise ops accept
 both and give a tensor if any argument is one; reductions take tensors and give scalars.
+Factor ops (row and col values) and matrix ops (each parameter seen as a matrix: Newton-Schulz for
+Muon) are described where they are registered, at the end of the file. An argument of type `const`
+must be a number written in the program.
 Ops have plain IEEE semantics: no hidden epsilons, so `sqrt(-1)` is NaN and `1 / 0` is inf.
 """
 from __future__ import annotations
