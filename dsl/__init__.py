@@ -1,5 +1,6 @@
 """The optimizer language: IR, op registry, parser, printer, analysis, interpreter, exporter."""
-from optsearch.dsl.analysis import Analysis, canonicalize, check, dead_statements, structural_hash, variable_types
+from optsearch.dsl.analysis import (Analysis, canonicalize, check, dead_statements, matrix_ops, structural_hash,
+                                   variable_types)
 from optsearch.dsl.errors import OptsearchError, ProgramError
 from optsearch.dsl.interpret import (CompiledProgram, FlatReducer, Layout, ProgramOptimizer, StepFunction, as_step,
                                      compile_program)
@@ -16,7 +17,7 @@ __all__ = [
     "Analysis", "CompiledProgram", "Const", "FlatReducer", "INPUTS", "Layout", "OPS", "Op", "Operand",
     "OptsearchError", "Program", "ProgramError", "ProgramOptimizer", "Statement", "StepFunction", "Var", "as_step",
     "canonicalize",
-    "check", "compile_program", "dead_statements", "format_statement", "get_op", "load_program",
+    "check", "compile_program", "dead_statements", "format_statement", "get_op", "load_program", "matrix_ops",
     "parse_program", "print_program", "structural_hash", "variable_types",
     "Subspace", "SubspaceProgram", "subspace_from_options", "subspace_program",
     "GroupedStep", "ParamGroup", "compile_candidate", "ROLES", "Role", "RoleProgram", "default_role", "load_candidate",

@@ -8,7 +8,8 @@ so two programs that compute the same expressions share one `structural_hash`.
 Types: `tensor` (shaped like the parameter), `scalar` (one number per tensor or per copy), and
 for factored state `row` and `col` (one number per row / column of the parameter seen as a
 matrix; see the end of `ops.py`). Elementwise results broadcast (`join`); a state variable's type
-is inferred from the value it returns as (`check`).
+is inferred from the value it returns as (`check`). Matrix ops take tensors only, and constants
+where their argument type is `const`; their arguments are never reordered (not commutative).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def join(types) -> Type | None:
 def result_type(op_name: str, arg_types) -> Type | None:
     """The type of `op_name` applied to arguments of `arg_types`."""
     op = OPS[op_name]
-    if op.kind == "factor":
+    if op.kind in ("factor", "matrix"):
         return op.result  # type: ignore[return-value]
     return "scalar" if op.kind != "elementwise" else join(arg_types)
 
@@ -155,11 +156,15 @@ def _walk(program: Program, state_types: dict[str, Type | None], fail):
             else:
                 src, t = None, "scalar"
             # A reduction takes any value with one number per element, row or column; an op over
-            # rows and columns needs a value shaped like the parameter.
-            ok = t == "tensor" if op.kind == "factor" else t != "scalar"
+            # rows and columns, or over the parameter's matrix view, needs a value shaped like the parameter.
+            ok = t == "tensor" if op.kind in ("factor", "matrix") else t != "scalar"
             if fail and want == "tensor" and not ok:
                 what = "a constant" if src is None else f"{format_operand_name(a)!r} is a {t}"
-                raise fail(f"{s.op}() needs a tensor for argument {op.args[pos]!r}, but {what}", s.line)
+                why = " (a matrix op works on each parameter's matrix view)" if op.kind == "matrix" else ""
+                raise fail(f"{s.op}() needs a tensor for argument {op.args[pos]!r}, but {what}{why}", s.line)
+            if fail and want == "const" and src is not None:
+                raise fail(f"{s.op}() needs a constant (a number) for argument {op.args[pos]!r}, "
+                           f"but {format_operand_name(a)!r} is a variable", s.line)
             arg_sources.append(src)
             arg_types.append(t)
         env[s.target] = i
@@ -268,6 +273,14 @@ def structural_hash(program: Program) -> str:
     return hashlib.sha256(print_program(canon).encode()).hexdigest()[:16]
 
 
+def matrix_ops(program: Program, analysis: Analysis | None = None) -> tuple[str, ...]:
+    """The matrix ops (kind `matrix`: over each parameter's matrix view) that live statements use,
+    in order of first use; what a transform or an exporter that cannot run them asks."""
+    a = analysis or check(program)
+    used = (program.body[i].op for i in sorted(a.live))
+    return tuple(dict.fromkeys(op for op in used if OPS[op].kind == "matrix"))
+
+
 def variable_types(program: Program, analysis: Analysis | None = None) -> dict[str, Type]:
     """Type of each variable name at the end of the program (last assignment wins)."""
     a = analysis or check(program)
@@ -278,5 +291,5 @@ def variable_types(program: Program, analysis: Analysis | None = None) -> dict[s
     return out
 
 
-__all__ = ["Analysis", "STATE_TYPES", "Type", "check", "canonicalize", "join", "result_type", "structural_hash",
-           "dead_statements", "variable_types", "INPUTS"]
+__all__ = ["Analysis", "STATE_TYPES", "Type", "check", "canonicalize", "join", "matrix_ops", "result_type",
+           "structural_hash", "dead_statements", "variable_types", "INPUTS"]

@@ -113,6 +113,33 @@ class Layout:
                 cache[key] = a.starts[self.segment] + (local // cols if src == "row" else local % cols)
         return cache[key]
 
+    @cached_property
+    def matrix_groups(self) -> list["MatrixGroup"]:
+        """The parameters grouped by matrix view (`matrix_shape`), for matrix ops: one batched matmul
+        chain per group. Parameters with no elements are left out (a matrix op has nothing to do)."""
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for k, s in enumerate(self.shapes):
+            if self.numels[k]:
+                by_shape.setdefault(matrix_shape(s), []).append(k)
+        starts = [0]
+        for n in self.numels:
+            starts.append(starts[-1] + n)
+        groups = []
+        for (m, n), members in by_shape.items():
+            side_by_side = all(starts[a + 1] == starts[b] for a, b in zip(members, members[1:]))
+            span = slice(starts[members[0]], starts[members[-1] + 1]) if side_by_side else None
+            groups.append(MatrixGroup(m, n, tuple(members), tuple(starts[k] for k in members), span))
+        return groups
+
+    def matrix_counts(self, axis: int, dtype: torch.dtype) -> Tensor:
+        """For each element, the row count (`axis` 0) or column count (1) of its parameter's matrix view."""
+        key = (axis, dtype)
+        cache = self.__dict__.setdefault("_matrix_counts", {})
+        if key not in cache:
+            per_tensor = torch.tensor([matrix_shape(s)[axis] for s in self.shapes], device=self.device)
+            cache[key] = per_tensor[self.segment].to(dtype)
+        return cache[key]
+
     def factor_counts(self, kind: str, dtype: torch.dtype) -> Tensor:
         """Elements per row (`kind` "row": the number of columns) or per column."""
         key = (kind, dtype)
@@ -122,6 +149,22 @@ class Layout:
             per_tensor = torch.tensor([matrix_shape(s)[other] for s in self.shapes], device=self.device)
             cache[key] = per_tensor[self.part(kind).segment].to(dtype)
         return cache[key]
+
+
+@dataclass(frozen=True)
+class MatrixGroup:
+    """Parameters with the same matrix view `m x n`: their indices, where each starts on the flat
+    axis, and the slice they fill when they sit side by side (else None)."""
+
+    m: int
+    n: int
+    params: tuple[int, ...]
+    starts: tuple[int, ...]
+    span: slice | None
+
+    @property
+    def count(self) -> int:
+        return len(self.params)
 
 
 class FlatReducer:
@@ -170,6 +213,44 @@ class FlatReducer:
         lay = self.layout
         out = x.new_zeros(*x.shape[:-1], lay.part(kind).numel)
         return out.index_add_(-1, lay.index(kind, "tensor", False), x) / lay.factor_counts(kind, x.dtype)
+
+    # Matrix ops (see the end of ops.py).
+
+    def matrices(self, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
+        """`fn` over each parameter's matrix view of `xs` `(*batch, N)`, one call per shape group
+        on a `(*batch * count, m, n)` batch of matrices; the results are written back in place of
+        the parameters (`(*batch, N)`)."""
+        if len({x.shape for x in xs}) > 1:
+            xs = tuple(torch.broadcast_tensors(*xs))
+        batch, numel = xs[0].shape[:-1], self.layout.numel
+        groups = self.layout.matrix_groups
+        if len(groups) == 1 and groups[0].count * groups[0].m * groups[0].n == numel:  # one shape: no copies
+            g = groups[0]
+            return fn(*(x.reshape(-1, g.m, g.n) for x in xs)).reshape(*batch, numel)
+        if not groups:  # only empty parameters
+            return torch.zeros_like(xs[0])
+        pieces: dict[int, Tensor] = {}  # parameter -> its result, `(*batch, m * n)`
+        for g in groups:
+            if g.span is not None:  # side by side: a view, or one copy with batch axes
+                parts = [x[..., g.span].reshape(-1, g.m, g.n) for x in xs]
+            else:  # one stack per group
+                parts = [torch.stack([x[..., s:s + g.m * g.n] for s in g.starts], dim=-2).reshape(-1, g.m, g.n)
+                         for x in xs]
+            result = fn(*parts).reshape(*batch, g.count, g.m * g.n)
+            pieces.update((k, result[..., j, :]) for j, k in enumerate(g.params))
+        return torch.cat([pieces[k] for k in sorted(pieces)], dim=-1)  # every result put back in one copy
+
+    def matrix_rows(self) -> Tensor:
+        """The row count of each element's parameter's matrix view, `(N,)` (`(1,)` for one parameter)."""
+        return self._matrix_count(0)
+
+    def matrix_cols(self) -> Tensor:
+        """The column count of each element's parameter's matrix view, `(N,)` (`(1,)` for one parameter)."""
+        return self._matrix_count(1)
+
+    def _matrix_count(self, axis: int) -> Tensor:
+        counts = self.layout.matrix_counts(axis, self._dtype)
+        return counts[:1] if self.single else counts
 
     def over(self, kind: str) -> "FlatReducer":
         """The reducer for `kind` ("tensor", "row", "col") values, in this reducer's dtype."""
@@ -239,12 +320,15 @@ class CompiledProgram(StepFunction):
             if op.kind == "elementwise":
                 onto = a.types[i] if a.types[i] != "scalar" else next(
                     (axis[r] for r in a.reads[i] if r is not None and axis[r]), None)
-            else:  # reductions run on the axis of their (joined) arguments; factor ops on tensors
-                onto = "tensor" if op.kind == "factor" else join(arg_types)
+            else:  # reductions run on the axis of their (joined) arguments; factor and matrix ops on tensors
+                onto = "tensor" if op.kind in ("factor", "matrix") else join(arg_types)
             gathers = tuple((pos, axis[r], onto, t == "scalar") for pos, (r, t) in enumerate(zip(a.reads[i], arg_types))
                             if r is not None and axis[r] not in (None, onto))
             axis[i] = {"factor": op.result, "global": None}.get(op.kind, onto)
-            steps.append(_Step(base + k, op.impl, args, op.kind != "elementwise", onto or "tensor", gathers))
+            reduces = op.kind != "elementwise"
+            fn = _with_constants(op.impl, {pos + reduces: float(arg.value) for pos, (arg, t)
+                                           in enumerate(zip(s.args, op.types())) if t == "const"})
+            steps.append(_Step(base + k, fn, args, reduces, onto or "tensor", gathers))
         self._steps = steps
         self._consts = [c for _, c in consts]
         # Where each parameter slot is filled from: an input name, or an index into the state.
@@ -310,6 +394,14 @@ class CompiledProgram(StepFunction):
         update = outs[0] if outs[0].shape == w.shape else outs[0].expand_as(w)
         new_state = tuple(v if v.shape == old.shape else v.expand_as(old).clone() for v, old in zip(outs[1:], state))
         return update, new_state
+
+
+def _with_constants(impl: Callable[..., Tensor], constants: dict[int, float]) -> Callable[..., Tensor]:
+    """`impl` with the arguments at the positions of `constants` replaced by those Python floats
+    (arguments of type `const`: a matrix op's step count must be known without reading a tensor)."""
+    if not constants:
+        return impl
+    return lambda *args: impl(*(constants.get(k, x) for k, x in enumerate(args)))
 
 
 def compile_program(program: Program) -> CompiledProgram:

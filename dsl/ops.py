@@ -8,6 +8,9 @@ linearity, elementwise or not). Adding an op is one `_register` call.
 Types: `tensor` values are shaped like the parameter; `scalar` values are one number per
 parameter tensor (or per run: `lr`, `step`, constants, `global_norm`). Elementwise ops accept
 both and give a tensor if any argument is one; reductions take tensors and give scalars.
+Factor ops (row and col values) and matrix ops (each parameter seen as a matrix: Newton-Schulz for
+Muon) are described where they are registered, at the end of the file. An argument of type `const`
+must be a number written in the program.
 Ops have plain IEEE semantics: no hidden epsilons, so `sqrt(-1)` is NaN and `1 / 0` is inf.
 """
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Callable, Literal, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
-Kind = Literal["elementwise", "reduction", "global", "factor"]
-ArgType = Literal["tensor", "any"]
+Kind = Literal["elementwise", "reduction", "global", "factor", "matrix"]
+ArgType = Literal["tensor", "any", "const"]
 Sign = Optional[Literal["positive", "nonneg"]]
 """What is known of a value's sign: `positive` (> 0 wherever it is finite: `exp` may underflow to 0,
 `sqrt` of a negative is NaN, the usual reading of `sqrt(v) + eps > 0`), `nonneg` (>= 0), or None."""
@@ -48,6 +51,16 @@ class Reducer(Protocol):
 
     def col_mean(self, x: Tensor) -> Tensor:
         """The mean of each column of each parameter tensor of `x`: a col value."""
+
+    def matrices(self, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
+        """`fn` applied to each parameter's matrix view of `xs` (each a batch `(..., m, n)` of one
+        shape at a time), the results put back where the parameters are."""
+
+    def matrix_rows(self) -> Tensor:
+        """The row count of each parameter's matrix view, broadcastable against `x`."""
+
+    def matrix_cols(self) -> Tensor:
+        """The column count of each parameter's matrix view, broadcastable against `x`."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,7 @@ class Op:
     foreach: str | None = None
     foreach_scalars: tuple[int, ...] = ()
     coefficient_args: tuple[int, ...] = ()
-    result: str | None = None  # the result type of a `factor` op ("row" or "col"); see the end of the file
+    result: str | None = None  # the result type of a `factor` op ("row" or "col") or a `matrix` op; see the end of the file
     sign: SignRule | None = None
     linear: tuple[tuple[int, ...], ...] = ()
 
@@ -325,3 +338,77 @@ _register(Op("row_mean", ("x",), "factor", lambda r, x: r.row_mean(x), "_row_mea
 _register(Op("col_mean", ("x",), "factor", lambda r, x: r.col_mean(x), "_col_mean({0})",
              "mean of each column of x (seen as a matrix shape[0] x rest): a col", result="col",
              sign=_like_x, linear=((0,),)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix ops: ops over each parameter's matrix view (`shape[0]` x the rest, as row and col values
+# see it; a vector is one row 1 x n, a 0-d tensor 1 x 1), for Newton-Schulz orthogonalization (Muon).
+# They are not elementwise: an element of the result depends on its whole parameter. Their tensor
+# arguments must be tensors (a row, a col or a scalar is a type error), and arguments of type
+# `const` must be constants written in the program (they arrive in `impl` as Python floats), so
+# that the interpreter can run one batched matmul chain per parameter shape for all copies at once.
+# `impl` takes the `Reducer` first; the per-matrix math is `gram_mul_matrices` and
+# `orthogonalize_matrices` below, over batches of matrices `(..., m, n)`.
+
+NS_MAX_STEPS = 10
+"""The most Newton-Schulz iterations `orthogonalize` runs (its `steps` is clamped to 1..10)."""
+
+
+def gram_mul_matrices(x: Tensor, y: Tensor) -> Tensor:
+    """`(x x^T) y` for batches of m x n matrices; computed as `x (x^T y)` when m > n (the same
+    number, up to rounding, with an n x n product instead of an m x m one)."""
+    if x.shape[-2] > x.shape[-1]:
+        return x @ (x.mT @ y)
+    return (x @ x.mT) @ y
+
+
+def ns_steps(steps: float) -> int:
+    """`orthogonalize`'s step count: `steps` rounded to an integer, clamped to 1..NS_MAX_STEPS (nan: 1)."""
+    if steps != steps:
+        return 1
+    return int(min(max(round(min(max(steps, -1e9), 1e9)), 1), NS_MAX_STEPS))
+
+
+def orthogonalize_matrices(x: Tensor, a: float, b: float, c: float, steps: float, eps: float) -> Tensor:
+    """Newton-Schulz orthogonalization of batches of m x n matrices, as torch.optim.Muon runs it:
+    X = x / max(||x||_F, eps) (transposed when m > n), then `ns_steps(steps)` times
+    X <- a X + (b A + c A A) X with A = X X^T; the result has x's shape. For a 1 x n matrix (a
+    vector) A is the scalar s = ||X||^2, so the result is x / ||x|| scaled by the iterates of
+    s -> (a + b s + c s^2)^2 s: it normalises the vector (up to the polynomial's factor)."""
+    tall = x.shape[-2] > x.shape[-1]
+    X = x.mT if tall else x
+    norm = torch.linalg.matrix_norm(X, keepdim=True)
+    X = (X / torch.clamp_min(norm, eps)).contiguous()  # (a transposed view's strides slow the matmuls)
+    for _ in range(ns_steps(steps)):
+        A = X @ X.mT
+        X = _addmm(X, _addmm(A, A, A, b, c), X, a, 1.0)
+    return X.mT if tall else X
+
+
+def _addmm(x: Tensor, m1: Tensor, m2: Tensor, beta: float, alpha: float) -> Tensor:
+    """beta x + alpha (m1 @ m2), one fused kernel for a batch of matrices (as torch.addmm)."""
+    if x.dim() == 3:
+        return torch.baddbmm(x, m1, m2, beta=beta, alpha=alpha)
+    if x.dim() == 2:
+        return torch.addmm(x, m1, m2, beta=beta, alpha=alpha)
+    return beta * x + alpha * (m1 @ m2)
+
+
+def _matrix(name, args, impl, expr, summary, result="tensor", **kw) -> None:
+    _register(Op(name, tuple(args.split()), "matrix", impl, expr, summary, result=result, **kw))
+
+
+_matrix("gram_mul", "x y", lambda r, x, y: r.matrices(gram_mul_matrices, x, y), "_gram_mul({0}, {1})",
+        "(x x^T) y on each parameter's matrix view (shape[0] x rest)", arg_types=("tensor", "tensor"))
+_matrix("orthogonalize", "x a b c steps eps",
+        lambda r, x, a, b, c, steps, eps: r.matrices(
+            lambda m: orthogonalize_matrices(m, a, b, c, steps, eps), x),
+        "_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})",
+        "Newton-Schulz on each matrix view: x / max(|x|_F, eps), then round(steps) (1..10) times "
+        "X <- a X + (b A + c A A) X, A = X X^T (a vector: normalised)",
+        arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5))
+_matrix("rows", "x", lambda r, x: r.matrix_rows(), "_rows({0})",
+        "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive)
+_matrix("cols", "x", lambda r, x: r.matrix_cols(), "_cols({0})",
+        "number of columns of x's matrix view (prod(shape[1:]); a vector's length)", result="scalar",
+        sign=_always_positive)

@@ -16,6 +16,11 @@ BAD_PROGRAMS: dict[str, tuple[str | bytes, int | None, str]] = {
     "import_in_body": ("def f(w, g, lr):\n    import os\n    return g\n", 2, "imports"),
     "call_open": ("def f(w, g, lr):\n    u = open('x')\n    return u\n", 2, "unknown op 'open'"),
     "scalar_update": ("def f(w, g, lr):\n    u = norm(g)\n    return u\n", 3, "is a scalar"),
+    "matrix_op_on_a_row": ("def f(w, g, lr):\n    r = row_mean(g)\n    u = gram_mul(r, g)\n    return u\n", 3,
+                           "gram_mul() needs a tensor for argument 'x', but 'r' is a row"),
+    "matrix_op_variable_coefficient": (
+        "def f(w, g, lr):\n    u = orthogonalize(g, lr, -4.775, 2.0315, 5.0, 1e-07)\n    return u\n", 2,
+        "needs a constant (a number) for argument 'a'"),
     "missing_state": ("def f(w, g, lr, m):\n    u = g * lr\n    return u\n", 3, "(update, m)"),
     "missing_input": ("def f(w, g):\n    u = g * 0.1\n    return u\n", 1, "missing lr"),
     "two_functions": ("def f(w, g, lr):\n    return g\n\ndef h(w, g, lr):\n    return g\n", 4, "exactly one function"),

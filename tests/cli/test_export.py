@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from optsearch.discovered import zoo_names
+from optsearch.discovered import load_zoo, zoo_names
+from optsearch.dsl import matrix_ops
 
 def import_file(path: Path, name: str = "exported"):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -47,7 +48,7 @@ def test_export_writes_a_module_that_imports_only_torch(cli, tmp_path):
     assert len(r.out.splitlines()) == 2
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", [name for name in zoo_names() if not matrix_ops(load_zoo(name))])
 def test_exported_zoo_optimizer_imports_and_steps(cli, tmp_path, name):
     out = tmp_path / f"{name}_opt.py"
     assert cli("export", name, "-o", out, "--class-name", "Exported").code == 0
@@ -55,6 +56,13 @@ def test_exported_zoo_optimizer_imports_and_steps(cli, tmp_path, name):
     before, after = step_once(import_file(out, f"exported_{name}").Exported, steps=2)
     assert torch.isfinite(after).all()
     assert not torch.equal(before, after)
+
+
+def test_a_program_with_matrix_ops_is_refused_in_one_line_and_nothing_is_written(cli, tmp_path):
+    out = tmp_path / "muon_opt.py"
+    r = cli("export", "muon", "-o", out)
+    assert r.code == 2 and not out.exists()
+    assert "matrix ops (orthogonalize, rows, cols) is not supported yet" in r.err and len(r.err.splitlines()) == 1
 
 
 def test_default_class_name_is_the_one_printed(cli, tmp_path):

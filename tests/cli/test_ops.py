@@ -26,4 +26,4 @@ def test_ops_json(cli):
     rows = json.loads(r.out)
     assert [row["name"] for row in rows] == list(OPS)
     assert rows[0].keys() >= {"name", "signature", "kind", "summary"}
-    assert {row["kind"] for row in rows} == {"elementwise", "reduction", "global", "factor"}
+    assert {row["kind"] for row in rows} == {"elementwise", "reduction", "global", "factor", "matrix"}

@@ -43,14 +43,17 @@ def programs(draw, max_statements: int = 10, ops: tuple[str, ...] | None = None)
             tensors = [n for n in defined[::-1] + ["g", "w"] if types[n] == "tensor"]
             recent = [n for n in (defined[::-1] if k else tensors) if n in names][:3]
             choice = draw(st.integers(0, 5))
-            if want == "any" and choice == 3:
+            if want == "const":  # a matrix op's coefficient: always a number
+                args.append(Const(draw(constants)))
+            elif want == "any" and choice == 3:
                 args.append(Const(draw(constants)))
             elif recent and choice < 3:
                 args.append(Var(draw(st.sampled_from(recent))))
             else:
                 args.append(Var(draw(st.sampled_from(names))))
         arg_types = ["scalar" if isinstance(a, Const) else types[a.name] for a in args]
-        result = "scalar" if op.kind != "elementwise" else ("tensor" if "tensor" in arg_types else "scalar")
+        result = op.result if op.kind == "matrix" else "scalar" if op.kind != "elementwise" else (
+            "tensor" if "tensor" in arg_types else "scalar")
         target = draw(st.sampled_from(LOCALS + state + ("g",)))
         types[target] = result
         defined = [n for n in defined if n != target] + [target]

@@ -9,12 +9,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optsearch.dsl import Program, parse_program
+from optsearch.dsl import OPS, Program, parse_program
 from optsearch.dsl.export import export_distributed, export_program, export_subspace
 from optsearch.dsl.ir import INPUTS
 from optsearch.dsl.subspace import Subspace
 
 from .program_strategies import programs, rename
+
+# The exporters write every op kind but the matrix ops (not exported yet: `optsearch export` refuses them).
+EXPORTED_OPS = tuple(name for name, op in OPS.items() if op.kind not in ("factor", "matrix"))
 
 # Names a program may use that the generated code, Python or torch might also mean: builtins,
 # (soft) keywords, torch and optimizer vocabulary, the exporters' own locals, lists and state keys
@@ -161,7 +164,7 @@ _SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
 @_SETTINGS
 @given(data=st.data())
 def test_renamed_twins_step_identically(path, data):
-    base = data.draw(st.one_of(zoo_like_programs(), programs(max_statements=8)))
+    base = data.draw(st.one_of(zoo_like_programs(), programs(max_statements=8, ops=EXPORTED_OPS)))
     assert_twins_step_identically(data.draw(vocabulary_renamings(base)), path)
 
 

@@ -12,6 +12,19 @@ def _matrix(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], -1)
 
 
+def _newton_schulz(x, a, b, c, steps, eps):
+    """Muon's Newton-Schulz orthogonalization of one parameter's matrix view, from its definition:
+    X = M / max(|M|_F, eps), transposed when tall; round(steps) times X <- a X + b (X X^T) X + c (X X^T)^2 X."""
+    m = _matrix(x)
+    tall = m.shape[0] > m.shape[1]
+    X = m.T if tall else m
+    X = X / torch.maximum(torch.linalg.norm(X), eps)
+    for _ in range(int(round(float(steps)))):
+        A = X @ X.T
+        X = a * X + b * (A @ X) + c * (A @ A @ X)
+    return (X.T if tall else X).reshape(x.shape)
+
+
 REFERENCE = {
     "add": lambda x, y: x + y,
     "sub": lambda x, y: x - y,
@@ -48,7 +61,21 @@ REFERENCE = {
     # Row and col values, seen through `u = r + m`: each element gets its row's (column's) mean.
     "row_mean": lambda x: _matrix(x).mean(1, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
     "col_mean": lambda x: _matrix(x).mean(0, keepdim=True).expand(_matrix(x).shape).reshape(x.shape),
+    # Matrix ops, on each parameter's matrix view (a vector is one row).
+    "gram_mul": lambda x, y: (_matrix(x) @ _matrix(x).T @ _matrix(y)).reshape(x.shape),
+    "orthogonalize": _newton_schulz,
+    "rows": lambda x: torch.tensor(float(_matrix(x).shape[0]), dtype=x.dtype),
+    "cols": lambda x: torch.tensor(float(_matrix(x).shape[1]), dtype=x.dtype),
 }
+
+# Constants for `const` arguments (a matrix op's coefficients): Muon's quintic and the cubic iteration.
+CONST_VARIANTS = [("3.4445", "-4.775", "2.0315", "5.0", "1e-07"), ("1.5", "-0.5", "0.0", "3.0", "0.0")]
+
+
+def tensor_args(name: str) -> tuple[str, ...]:
+    """`x y z` in the tensor argument positions of `name`, Muon's constants in its `const` ones."""
+    names, consts = iter("xyz"), iter(CONST_VARIANTS[0])
+    return tuple(next(consts) if t == "const" else next(names) for t in OPS[name].types())
 
 
 def test_every_op_has_a_reference_and_nothing_else_does():
@@ -58,7 +85,9 @@ def test_every_op_has_a_reference_and_nothing_else_does():
 def call_variants(name: str) -> list[tuple[str, ...]]:
     """Argument lists to call `name` with: tensors `x y z`, scalars `lr step`, constants."""
     op = OPS[name]
-    variants = [("x", "y", "z")[:op.arity]]
+    variants = [tensor_args(name)]
+    if "const" in op.types():
+        variants.append(("y",) + CONST_VARIANTS[1])
     if op.kind == "elementwise":
         variants.append(("x",) + ("0.75", "step")[:op.arity - 1])  # tensor first, then scalars
         variants.append(("lr",) + ("y", "z")[:op.arity - 1])       # scalar first, then tensors
@@ -155,7 +184,8 @@ def test_unknown_op_suggests_the_closest_name():
 
 
 # Ops whose torch implementation does not propagate NaN: the reason, shown as an expected failure.
-NAN_SWALLOWED = {"sign": "torch.sign(nan) is 0 (torch.optim-style Lion behaves the same)"}
+NAN_SWALLOWED = {"sign": "torch.sign(nan) is 0 (torch.optim-style Lion behaves the same)",
+                 "rows": "reads only the parameter's shape", "cols": "reads only the parameter's shape"}
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -166,8 +196,8 @@ def test_nan_in_the_first_argument_propagates(name):
     gen = torch.Generator().manual_seed(3)
     x, y, z = torch.randn(3, layout.numel, generator=gen, dtype=torch.float64)
     x[0] = float("nan")
-    compiled = CompiledProgram(parse_program(program_text(name, ("x", "y", "z")[:op.arity])))
+    compiled = CompiledProgram(parse_program(program_text(name, tensor_args(name))))
     update, _ = compiled.step_flat(x, x, 0.1, 3, (x, y, z.abs(), torch.zeros_like(x)), FlatReducer(layout))
     # the element (and its row or column: a vector is one row), its tensor, all
-    reached = {"elementwise": 1, "factor": 1, "reduction": 2, "global": 5}[op.kind]
+    reached = {"elementwise": 1, "factor": 1, "reduction": 2, "global": 5, "matrix": 2}[op.kind]
     assert torch.isnan(update[:reached]).all()
