@@ -22,7 +22,8 @@ from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
-from optsearch.search.store import RUN_DB, ProgramRow, RunStore
+from optsearch.search.records import ProgramRow
+from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
 FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
@@ -150,7 +151,7 @@ def rechecked(store: RunStore) -> list[tuple[ProgramRow, float | None, float | N
     """Every program the funnel re-checked (not those still pending), best first as the winner is
     chosen: `(row, optimizer state per parameter, funnel fitness less the run's memory penalty)`."""
     penalty, out = memory_penalty(store), []
-    for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'"):
+    for row in store.programs("rechecked"):
         state = store.state_per_param(row.id)
         f = row.funnel_fitness
         out.append((row, state, None if f is None else memory_penalized(f, state, penalty)))
@@ -161,13 +162,13 @@ def choose_winner(store: RunStore) -> tuple[int, str] | None:
     """The run's winner: the program that matched the run's target if one did, else the best funnel
     fitness if any program was re-checked, else the best search fitness (with the run's
     `memory_penalty`, each less the penalty for the optimizer state the program keeps)."""
-    found = ((store.get("search_state") or {}).get("counters") or {}).get("found_target")
+    found = store.counters().found_target
     if found is not None:
         return found, "target"
     checked = [row for row, _, score in rechecked(store) if row.funnel_status == "ok" and score is not None]
     if checked:
         return checked[0].id, "funnel"
-    ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
+    ranked = store.programs("ranked", order="fitness")
     penalty = memory_penalty(store)
     if penalty:   # a memory-aware run chooses as it selected: fitness less the state's cost
         ranked = [row for row, _ in _best_first(

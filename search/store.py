@@ -17,11 +17,11 @@ import math
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from optsearch.dsl import OptsearchError
+from optsearch.search.records import Counters, Finished, ProgramOrder, ProgramQuery, ProgramRow, SearchState
 
 RUN_DB = "run.db"
 SCHEMA_VERSION = 2
@@ -99,23 +99,18 @@ def _fit(x: float | None) -> float:
     return x if x is not None else -math.inf
 
 
-@dataclass
-class ProgramRow:
-    id: int
-    text: str
-    hash: str | None
-    fingerprint: str | None
-    parent: int | None
-    mutation: str | None
-    status: str
-    fitness: float              # -inf when failed or unknown
-    reuses: int | None
-    cache: str | None
-    created: float
-    finished: float | None
-    eval_index: int | None
-    funnel_status: str | None = None
-    funnel_fitness: float | None = None
+# The SQL of each typed query and order (`optsearch.search.records`); no SQL leaves this module.
+_QUERIES: dict[str, str] = {
+    "all": "1",
+    "pending": "status = 'pending'",
+    "cached": "status = 'cached'",
+    "evaluated": "eval_index IS NOT NULL",
+    "funnel": "funnel_status IS NOT NULL",
+    "funnel_pending": "funnel_status = 'pending'",
+    "rechecked": "funnel_status IS NOT NULL AND funnel_status != 'pending'",
+    "ranked": "status = 'ok' AND fitness IS NOT NULL",
+}
+_ORDERS: dict[str, str] = {"id": "id", "eval_index": "eval_index, id", "fitness": "fitness DESC, id"}
 
 
 class RunStore:
@@ -215,6 +210,27 @@ class RunStore:
     def config(self) -> dict:
         return self.get("config")
 
+    def search_state(self) -> SearchState | None:
+        """The search's counters and RNG state as of the last commit (None before the first)."""
+        state = self.get("search_state")
+        return None if state is None else SearchState.from_json(state)
+
+    def save_search_state(self, state: SearchState) -> None:
+        self.set("search_state", state.to_json())
+
+    def counters(self) -> Counters:
+        """The search's counters as of the last commit (all zero before the first)."""
+        state = self.search_state()
+        return Counters() if state is None else state.counters
+
+    def finished(self) -> Finished | None:
+        """Why the run's last session stopped (None: it is running, or was killed)."""
+        d = self.get("finished")
+        return None if d is None else Finished(d["reason"], d["evaluations"])
+
+    def set_finished(self, finished: Finished) -> None:
+        self.set("finished", {"reason": finished.reason, "evaluations": finished.evaluations})
+
     # --- programs and evaluations ------------------------------------------------------------
 
     def add_program(self, text: str, hash: str | None, fingerprint: str | None, parent: int | None,
@@ -258,8 +274,11 @@ class RunStore:
                                  f"(ids run from 1 to {self.count_programs()})")
         return _program_row(row)
 
-    def programs(self, where: str = "1", params: tuple = (), order: str = "id") -> list[ProgramRow]:
-        rows = self.db.execute(f"SELECT * FROM programs WHERE {where} ORDER BY {order}", params).fetchall()
+    def programs(self, query: ProgramQuery = "all", order: ProgramOrder = "id") -> list[ProgramRow]:
+        """The programs `query` selects (see `ProgramQuery`), in `order`."""
+        if query not in _QUERIES or order not in _ORDERS:
+            raise ValueError(f"unknown program query {query!r} or order {order!r}")
+        rows = self.db.execute(f"SELECT * FROM programs WHERE {_QUERIES[query]} ORDER BY {_ORDERS[order]}").fetchall()
         return [_program_row(r) for r in rows]
 
     def state_per_param(self, program_id: int) -> float | None:
