@@ -7,6 +7,7 @@ may: that is how a finished run is extended, or moved onto a cluster).
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import replace
@@ -37,7 +38,12 @@ def open_store(config: RunConfig, run_dir: Path, resume: bool) -> RunStore:
     """The run's store: a new one, or (with `resume`) the existing one after a config check."""
     if not resume:
         store = RunStore.create(run_dir, config.raw)
-        write_atomically(run_dir / "config.yaml", dump_config(config))
+        try:
+            write_atomically(run_dir / "config.yaml", dump_config(config))
+        except OSError as e:      # a full disk: the new run is taken back, nothing blocks the directory
+            store.discard()
+            raise OptsearchError(f"{run_dir / 'config.yaml'}: cannot write it ({_why(e)}); no run was "
+                                 f"created") from None
         return store
     if not (run_dir / RUN_DB).is_file():
         raise OptsearchError(f"--resume: no run store at {run_dir} (start it without --resume)")
@@ -119,19 +125,23 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
     """Run (or continue) the search of `config` in `run_dir`; the executor is closed on every exit."""
     warm, target = resolve_programs(config)
     store = open_store(config, run_dir, resume)
-    if resume:
-        store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
-    try:
+    try:          # the store (and its write lock) is closed on every way out but success
+        if resume:
+            store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
         executor = executor or make_executor(config.executor)
+        try:
+            evolution = Evolution(config.search, store, executor, warm, target, progress)
+            outcome = evolution.run()
+        finally:
+            executor.close()
+        try:
+            finalize(store, run_dir)
+        except OSError as e:
+            raise OptsearchError(f"{e.filename}: cannot write the winner ({_why(e)}); the search is stored: "
+                                 f"`optsearch resume {run_dir}` writes it once that is fixed") from None
     except BaseException:
         store.close()
         raise
-    try:
-        evolution = Evolution(config.search, store, executor, warm, target, progress)
-        outcome = evolution.run()
-    finally:
-        executor.close()
-    finalize(store, run_dir)
     return outcome, store
 
 
@@ -211,6 +221,10 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
     store.set("winner", {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in info.items()})
     return info
+
+
+def _why(e: OSError) -> str:
+    return "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
 
 
 def identifier(name: str) -> str:
