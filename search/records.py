@@ -31,7 +31,7 @@ class ProgramRow:
     fingerprint: str | None
     parent: int | None
     mutation: str | None
-    status: str
+    status: ProgramStatus
     fitness: float              # -inf when failed or unknown
     reuses: int | None
     cache: str | None

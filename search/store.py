@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from optsearch.dsl import OptsearchError
 from optsearch.search.lock import RunLock
+from optsearch.search.sqlite_connection import Connection, StoreError
 from optsearch.search.records import Counters, Finished, ProgramOrder, ProgramQuery, ProgramRow, SearchState
 
 RUN_DB = "run.db"
@@ -122,74 +123,6 @@ _QUERIES: dict[str, str] = {
 _ORDERS: dict[str, str] = {"id": "id", "eval_index": "eval_index, id", "fitness": "fitness DESC, id"}
 
 
-class StoreError(OptsearchError):
-    """The run store cannot be used as it is: a full disk, a damaged file, lost search state."""
-
-    def __init__(self, message: str, full: bool = False):
-        super().__init__(message)
-        self.full = full      # the disk (or the store's size limit) is full
-
-
-def _store_error(path: Path, e: sqlite3.DatabaseError) -> OptsearchError | None:
-    """The user's one line for what SQLite reported about the file at `path` (None: a bug, not a fault)."""
-    name = getattr(e, "sqlite_errorname", "")
-    run = path.parent
-    if name == "SQLITE_FULL" or "disk is full" in str(e):
-        return StoreError(f"{path}: the disk is full ({e}); the run stopped at its last commit and nothing stored is "
-                          f"lost: free some space, then `optsearch resume {run}`", full=True)
-    if name == "SQLITE_NOTADB" or "not a database" in str(e):
-        return StoreError(f"{path}: not a run store ({e})")
-    if name == "SQLITE_CORRUPT" or "malformed" in str(e):
-        return StoreError(f"{path}: the run store is damaged ({e}) and was left as it is; it cannot be shown or "
-                          f"resumed (`sqlite3 {path} .recover` may save what it holds)")
-    if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
-        return StoreError(f"{path}: the run store cannot be used ({e})")
-    return None
-
-
-class _Connection:
-    """A SQLite connection whose statements run and fetch inside one guard: what SQLite reports about
-    the file (full, damaged, unreadable) becomes a `StoreError`; constraint violations stay bugs."""
-
-    def __init__(self, path: Path, uri: str):
-        self.path = path
-        self.raw = self._guard(lambda: sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0))
-        self.raw.row_factory = sqlite3.Row
-
-    def _guard(self, work):
-        try:
-            return work()
-        except sqlite3.DatabaseError as e:
-            error = _store_error(self.path, e)
-            if error is None:
-                raise
-            raise error from None
-
-    def execute(self, sql: str, params: tuple | list = ()) -> "_Result":
-        return self._guard(lambda: _Result(self.raw.execute(sql, params)))
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.raw.in_transaction
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-class _Result:
-    """A statement's rows, fetched while the guard was up."""
-
-    def __init__(self, cursor: sqlite3.Cursor):
-        self.lastrowid = cursor.lastrowid
-        self.rows = cursor.fetchall()
-
-    def fetchone(self):
-        return self.rows[0] if self.rows else None
-
-    def fetchall(self) -> list:
-        return self.rows
-
-
 class RunStore:
     """A run's database. Use `RunStore.create` for a new run and `RunStore.open` for an existing one."""
 
@@ -198,7 +131,7 @@ class RunStore:
         self._lock = lock
         self._depth = 0
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        self.db = _Connection(self.path, uri)
+        self.db = Connection(self.path, uri)
         try:
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -270,7 +203,10 @@ class RunStore:
                 lock.release()
             raise
         try:
-            version = store.get("schema_version")
+            try:
+                version = store.get("schema_version")
+            except sqlite3.OperationalError as e:     # an SQLite file, not ours: no `meta` table
+                raise StoreError(f"{path}: not a run store ({e})") from None
             if version != SCHEMA_VERSION:
                 raise OptsearchError(f"{path}: run store version {version}, this optsearch reads {SCHEMA_VERSION}")
             store._check(readonly)
