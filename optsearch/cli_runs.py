@@ -200,9 +200,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
-    state = store.get("search_state") or {}
-    counters = state.get("counters", {})
-    ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
+    c = store.counters()
+    ranked = store.programs("ranked", order="fitness")
     leaderboard = []
     for row in ranked[:top]:
         scores = {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "search")}
@@ -214,25 +213,22 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
         for row in store.lineage(best.id):
             lineage.append({"id": row.id, "fitness": _finite(row.fitness), "status": row.status,
                             "mutation": row.mutation or "", "eval_index": row.eval_index})
-    children = counters.get("children", 0)
-    hits = counters.get("hash_hits", 0) + counters.get("fingerprint_hits", 0)
-    elapsed = counters.get("elapsed", 0.0)
+    children, hits, elapsed = c.children, c.cache_hits, c.elapsed
     return {
         "run": str(run_dir), "config": store.config, "finished": store.get("finished"),
-        "counts": {"programs": store.count_programs(), "evaluations": counters.get("evaluations", 0),
-                   "children": children, "rejected": counters.get("rejected", 0),
-                   "rejected_fraction": counters.get("rejected", 0) / children if children else None,
-                   "cache_hits": hits, "hash_hits": counters.get("hash_hits", 0),
-                   "fingerprint_hits": counters.get("fingerprint_hits", 0),
+        "counts": {"programs": store.count_programs(), "evaluations": c.evaluations,
+                   "children": children, "rejected": c.rejected,
+                   "rejected_fraction": c.rejected / children if children else None,
+                   "cache_hits": hits, "hash_hits": c.hash_hits, "fingerprint_hits": c.fingerprint_hits,
                    "cache_hit_rate": hits / children if children else None,
-                   "restarts": counters.get("restarts", 0), "seconds": elapsed,
-                   "evaluations_per_second": counters.get("evaluations", 0) / elapsed if elapsed else None,
-                   "rejected_reasons": counters.get("rejected_reasons", {})},
+                   "restarts": c.restarts, "seconds": elapsed,
+                   "evaluations_per_second": c.evaluations / elapsed if elapsed else None,
+                   "rejected_reasons": c.rejected_reasons},
         "leaderboard": leaderboard,
         "best": None if best is None else {"id": best.id, "ref": f"{run_dir}#{best.id}",
                                            "fitness": _finite(best.fitness), "program": best.text},
         "lineage": lineage,
-        "pending": len(store.programs("status = 'pending'")),
+        "pending": len(store.programs("pending")),
         "funnel": _funnel(store, top),
         "winner": store.get("winner"),
     }

@@ -75,7 +75,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
                     "eval_index": r.eval_index} for r in store.lineage(program_id)]
         search_scores = {f"{e['task']}/{e['size']}": finite(e["fitness"])
                          for e in store.evaluations(program_id, "search")}
-        state = (store.get("search_state") or {}).get("counters", {})
+        counters = store.counters()
         finished = store.get("finished")
     name = identifier(out_dir.name)
     raw = replace(parse_program(row.text), name=name)
@@ -108,7 +108,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         "name": name, "run": str(run_dir), "program_id": program_id, "mutation": row.mutation,
         "search_fitness": finite(row.fitness), "funnel_fitness": finite(row.funnel_fitness),
         "search_scores": search_scores, "found_at_evaluation": row.eval_index,
-        "seed": config.search.seed, "evaluations": state.get("evaluations"), "seconds": state.get("elapsed"),
+        "seed": config.search.seed, "evaluations": counters.evaluations, "seconds": counters.elapsed,
         "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
         "lr_multipliers": list(e.lr_multipliers), "fitness": table, "failures": failures,
         "state_per_param": memory, "memory_penalty": config.search.memory_penalty, "sign_momentum": momentum.found,

@@ -7,6 +7,7 @@ may: that is how a finished run is extended, or moved onto a cluster).
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import replace
@@ -22,7 +23,8 @@ from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
-from optsearch.search.store import RUN_DB, ProgramRow, RunStore
+from optsearch.search.records import ProgramRow
+from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
 FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
@@ -36,7 +38,12 @@ def open_store(config: RunConfig, run_dir: Path, resume: bool) -> RunStore:
     """The run's store: a new one, or (with `resume`) the existing one after a config check."""
     if not resume:
         store = RunStore.create(run_dir, config.raw)
-        write_atomically(run_dir / "config.yaml", dump_config(config))
+        try:
+            write_atomically(run_dir / "config.yaml", dump_config(config))
+        except OSError as e:      # a full disk: the new run is taken back, nothing blocks the directory
+            store.discard()
+            raise OptsearchError(f"{run_dir / 'config.yaml'}: cannot write it ({_why(e)}); no run was "
+                                 f"created") from None
         return store
     if not (run_dir / RUN_DB).is_file():
         raise OptsearchError(f"--resume: no run store at {run_dir} (start it without --resume)")
@@ -113,19 +120,23 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
     """Run (or continue) the search of `config` in `run_dir`; the executor is closed on every exit."""
     warm, target = resolve_programs(config)
     store = open_store(config, run_dir, resume)
-    if resume:
-        store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
-    try:
+    try:          # the store (and its write lock) is closed on every way out but success
+        if resume:
+            store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
         executor = executor or make_executor(config.executor)
+        try:
+            evolution = Evolution(config.search, store, executor, warm, target, progress)
+            outcome = evolution.run()
+        finally:
+            executor.close()
+        try:
+            finalize(store, run_dir)
+        except OSError as e:
+            raise OptsearchError(f"{e.filename}: cannot write the winner ({_why(e)}); the search is stored: "
+                                 f"`optsearch resume {run_dir}` writes it once that is fixed") from None
     except BaseException:
         store.close()
         raise
-    try:
-        evolution = Evolution(config.search, store, executor, warm, target, progress)
-        outcome = evolution.run()
-    finally:
-        executor.close()
-    finalize(store, run_dir)
     return outcome, store
 
 
@@ -145,7 +156,7 @@ def rechecked(store: RunStore) -> list[tuple[ProgramRow, float | None, float | N
     """Every program the funnel re-checked (not those still pending), best first as the winner is
     chosen: `(row, optimizer state per parameter, funnel fitness less the run's memory penalty)`."""
     penalty, out = memory_penalty(store), []
-    for row in store.programs("funnel_status IS NOT NULL AND funnel_status != 'pending'"):
+    for row in store.programs("rechecked"):
         state = store.state_per_param(row.id)
         f = row.funnel_fitness
         out.append((row, state, None if f is None else memory_penalized(f, state, penalty)))
@@ -156,13 +167,13 @@ def choose_winner(store: RunStore) -> tuple[int, str] | None:
     """The run's winner: the program that matched the run's target if one did, else the best funnel
     fitness if any program was re-checked, else the best search fitness (with the run's
     `memory_penalty`, each less the penalty for the optimizer state the program keeps)."""
-    found = ((store.get("search_state") or {}).get("counters") or {}).get("found_target")
+    found = store.counters().found_target
     if found is not None:
         return found, "target"
     checked = [row for row, _, score in rechecked(store) if row.funnel_status == "ok" and score is not None]
     if checked:
         return checked[0].id, "funnel"
-    ranked = store.programs("status = 'ok' AND fitness IS NOT NULL", order="fitness DESC, id")
+    ranked = store.programs("ranked", order="fitness")
     penalty = memory_penalty(store)
     if penalty:   # a memory-aware run chooses as it selected: fitness less the state's cost
         ranked = [row for row, _ in _best_first(
@@ -205,6 +216,10 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
     store.set("winner", {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in info.items()})
     return info
+
+
+def _why(e: OSError) -> str:
+    return "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
 
 
 def identifier(name: str) -> str:

@@ -8,74 +8,32 @@ executor. As many children are in flight as the executor has workers; each resul
 population as it arrives and the oldest member leaves (ageing). When the best fitness has not
 improved for `restart_after` evaluations, the population restarts from copies of the best.
 
-Everything the search decides is written to the run store in the same transaction as the
-search's RNG state and counters, so a run killed at any moment resumes where its last commit
-left it: children that were in flight are sent again, and with the inline executor the run
-continues exactly as if it had never stopped (the random draws after the last commit are
-replayed identically).
+The decisions over the population are `optsearch.search.population.Population`'s (pure, driven
+by the run's RNG); this module makes and screens children, talks to the executor and writes
+everything down in the store (`optsearch.search.records.SearchStore`). Everything the search
+decides is written in the same transaction as the search's RNG state and counters, so a run
+killed at any moment resumes where its last commit left it: children that were in flight are
+sent again, and with the inline executor the run continues exactly as if it had never stopped
+(the random draws after the last commit are replayed identically).
 """
 from __future__ import annotations
 
 import math
 import random
-import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from optsearch.dsl import Program, canonicalize, check, parse_program, print_program
 from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.fitness import memory_penalized
-from optsearch.search.equivalence import EquivalenceCache, matches, screen, screen_child
+from optsearch.search.equivalence import EquivalenceCache, Screen, matches, screen, screen_child
 from optsearch.search.mutate import mutate, neighbours
-from optsearch.search.settings import CONSTANT_MUTATIONS, SearchSettings
-from optsearch.search.store import RunStore
+from optsearch.search.population import MAX_IDLE_CHILDREN, WARM_START_ID, Population
+from optsearch.search.records import Counters, Finished, SearchState, SearchStore
+from optsearch.search.settings import SearchSettings
 
-WARM_START_ID = 1      # the warm start is the run's first program
 MAX_CHAIN = 8          # mutations applied to one child at most while it stays equivalent to its parent
-MAX_IDLE_CHILDREN = 20_000  # children in a row without a new evaluation: the neighbourhood is exhausted
-
-
-@dataclass
-class Counters:
-    """What the search has done; saved with every commit."""
-
-    children: int = 0            # children screened (rejected + cached + evaluated)
-    rejected: int = 0            # refused by abstract execution or the fingerprint
-    hash_hits: int = 0           # equivalent to a known program by canonical hash
-    fingerprint_hits: int = 0    # ... by functional fingerprint
-    inflight_duplicates: int = 0  # equivalent to a program still being evaluated (dropped)
-    submitted: int = 0
-    evaluations: int = 0         # finished evaluations
-    births: int = 0              # population insertions (evaluated and cached children)
-    restarts: int = 0
-    best_id: int | None = None
-    best_fitness: float = -math.inf
-    last_improvement: int = 0    # evaluation index of the last improvement (by restart_min_gain) since a restart
-    stall_mark: float | None = None  # the best fitness since the last restart, as of that improvement
-    elapsed: float = 0.0         # seconds spent searching, over every session of the run
-    sweep_of: int | None = None        # the program whose neighbourhood is being swept ...
-    sweep_pos: int = 0                 # ... and how many of its neighbours were drawn
-    swept: list = field(default_factory=list)  # programs whose neighbourhood was swept
-    sweep_skipped: int = 0             # neighbours passed over: invalid or equivalent to a known program
-    found_target: int | None = None   # program id that matched the target
-    found_at: int | None = None       # ... after this many evaluations
-    rejected_reasons: dict = field(default_factory=dict)
-
-    @property
-    def cache_hits(self) -> int:
-        return self.hash_hits + self.fingerprint_hits
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["best_fitness"] = d["best_fitness"] if math.isfinite(d["best_fitness"]) else None
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Counters":
-        d = dict(d)
-        d["best_fitness"] = -math.inf if d.get("best_fitness") is None else d["best_fitness"]
-        return cls(**d)
 
 
 @dataclass
@@ -98,18 +56,17 @@ class Evolution:
     called after every finished evaluation and about every second while waiting.
     """
 
-    def __init__(self, settings: SearchSettings, store: RunStore, executor: Executor, warm_start: Program,
+    def __init__(self, settings: SearchSettings, store: SearchStore, executor: Executor, warm_start: Program,
                  target: Program | None = None, progress: Progress | None = None):
         self.settings, self.store, self.executor = settings, store, executor
         self.warm_start, self.target, self.progress = warm_start, target, progress
-        self.rng = random.Random(settings.seed)
-        self.counters = Counters()
+        self.population = Population(settings, random.Random(settings.seed), Counters())
         self.cache = EquivalenceCache()
-        self.population: list[tuple[int, int, float]] = []   # (birth, program id, fitness), oldest first
         self.inflight: dict[int, int] = {}                    # job id -> program id (search evaluations)
         self.funnel_inflight: dict[int, int] = {}             # job id -> program id (funnel re-checks)
         self._funneled: list[tuple[float, int]] = []          # (search fitness less memory, id) re-checked
-        self._programs: dict[int, Program] = {}
+        self._programs: dict[int, Program] = {}               # parsed once, on first use
+        self._live: dict[int, int] = {}                       # live statements, analysed once
         self._hash_of: dict[int, str | None] = {}
         self._fitness: dict[int, float] = {}
         self._memory: dict[int, float | None] = {}
@@ -119,16 +76,26 @@ class Evolution:
         self._neighbours: dict[int, list] = {}                # the swept program's neighbours, made once
         self._load()
 
+    @property
+    def counters(self) -> Counters:
+        return self.population.counters
+
+    @property
+    def rng(self) -> random.Random:
+        return self.population.rng
+
     # --- state in and out of the store ------------------------------------------------------------
 
     def _load(self) -> None:
-        state = self.store.get("search_state")
+        state = self.store.search_state()
         if state is not None:
-            self.rng.setstate(_rng_state(state["rng"]))
-            self.counters = Counters.from_json(state["counters"])
-            self._elapsed_base = self.counters.elapsed
-        self.population = self.store.population()
-        for row in self.store.programs("status != 'cancelled'"):
+            self.rng.setstate(state.rng)
+            self.population.counters = state.counters
+            self._elapsed_base = state.counters.elapsed
+        self.population.members = self.store.population()
+        for row in self.store.programs():
+            if row.status == "cancelled":
+                continue
             self._hash_of[row.id] = row.hash
             if row.status == "cached":
                 continue
@@ -142,9 +109,7 @@ class Evolution:
 
     def _save_state(self) -> None:
         self.counters.elapsed = self.elapsed
-        state = self.rng.getstate()
-        self.store.set("search_state", {"rng": [state[0], list(state[1]), state[2]],
-                                        "counters": self.counters.to_json()})
+        self.store.save_search_state(SearchState(self.counters, self.rng.getstate()))
 
     @property
     def elapsed(self) -> float:
@@ -154,6 +119,11 @@ class Evolution:
         if program_id not in self._programs:
             self._programs[program_id] = parse_program(self.store.program(program_id).text)
         return self._programs[program_id]
+
+    def _live_statements(self, program_id: int) -> int:
+        if program_id not in self._live:
+            self._live[program_id] = len(check(self.program(program_id)).live)
+        return self._live[program_id]
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -165,9 +135,9 @@ class Evolution:
         self._session_start = time.monotonic()
         if self.store.count_programs() == 0:
             self._start()
-        for row in self.store.programs("status = 'pending'"):
+        for row in self.store.programs("pending"):
             self._submit(row.id)
-        for row in self.store.programs("funnel_status = 'pending'"):
+        for row in self.store.programs("funnel_pending"):
             self._submit_funnel(row.id)
         reason = self._stop_reason()
         last_report = 0.0
@@ -192,23 +162,12 @@ class Evolution:
             self._cancel_inflight()
         with self.store.transaction():
             self._save_state()
-            self.store.set("finished", {"reason": reason, "evaluations": self.counters.evaluations})
+            self.store.set_finished(Finished(reason, self.counters.evaluations))
         best = self.counters.best_id
         return Outcome(reason, self.counters, best, self.counters.best_fitness)
 
     def _stop_reason(self) -> str | None:
-        s, c = self.settings, self.counters
-        if c.found_target is not None:
-            return "target"
-        if s.stop_fitness is not None and c.best_fitness >= s.stop_fitness:
-            return "stop_fitness"
-        if s.evaluations is not None and c.evaluations + len(self.inflight) >= s.evaluations:
-            return "budget"
-        if s.seconds is not None and self.elapsed >= s.seconds:
-            return "seconds"
-        if self._idle >= MAX_IDLE_CHILDREN:
-            return "exhausted"
-        return None
+        return self.population.stop_reason(len(self.inflight), self.elapsed, self._idle)
 
     def _start(self) -> None:
         """Store the warm start and send it for evaluation; the population fills when it returns."""
@@ -224,56 +183,22 @@ class Evolution:
                and self._stop_reason() is None):
             self._spawn()
 
-    def _tournament(self) -> int:
-        k = min(self.settings.tournament, len(self.population))
-        contenders = self.rng.sample(self.population, k)
-        return max(contenders, key=lambda m: m[2])[1]  # first of the best in sample order
+    def _sweep_neighbours(self, program_id: int) -> list:
+        if program_id not in self._neighbours:
+            self._neighbours = {program_id: neighbours(self.program(program_id), self.settings.ops)}
+        return self._neighbours[program_id]
 
-    def _parent(self) -> tuple[int, dict[str, float], str]:
-        """Who mutates, with which mutation weights: the winner of a tournament with every
-        mutation, or (a `tune_share` of children) the population's best with constant moves only
-        (a local search that homes in on constants a tournament winner's random edits rarely refine)."""
-        s = self.settings
-        if s.tune_share and self.rng.random() < s.tune_share:
-            weights = {k: s.mutation_weights.get(k, 0.0) for k in CONSTANT_MUTATIONS}
-            if sum(weights.values()) > 0:
-                return self._population_best(), weights, "tune:"
-        return self._tournament(), s.mutation_weights, ""
-
-    def _population_best(self) -> int:
-        return max(self.population, key=lambda m: m[2])[1]
-
-    def _sweep_child(self) -> tuple[int, Program, str] | None:
-        """The next untried single-edit neighbour of a stalled best (`sweep_after`), or None."""
-        c, after = self.counters, self.settings.sweep_after
-        if c.sweep_of is None and after is not None and c.evaluations - c.last_improvement >= after:
-            best = self._population_best()
-            if best not in c.swept:
-                c.swept.append(best)
-                c.sweep_of, c.sweep_pos = best, 0
-        if c.sweep_of is None:
-            return None
-        if c.sweep_of not in self._neighbours:
-            self._neighbours = {c.sweep_of: neighbours(self.program(c.sweep_of), self.settings.ops)}
-        todo = self._neighbours[c.sweep_of]
-        if c.sweep_pos >= len(todo):
-            c.sweep_of = None
-            return None
-        child, name = todo[c.sweep_pos]
-        c.sweep_pos += 1
-        return c.sweep_of, child, "sweep:" + name
-
-    def _worth_sweeping(self, child: Program, s) -> bool:
+    def _worth_sweeping(self, child: Program, s: Screen) -> bool:
         hit = self.cache.lookup(s.hash, s.fingerprint)
         if hit is None:
             return True
         source, kind = hit
-        return kind == "fingerprint" and len(check(child).live) < len(check(self.program(source)).live)
+        return kind == "fingerprint" and len(check(child).live) < self._live_statements(source)
 
     def _spawn(self) -> None:
         """Make one child: screen it, reuse an equivalent program's fitness, or send it out."""
         c = self.counters
-        swept = self._sweep_child()
+        swept = self.population.next_sweep(self._sweep_neighbours)
         if swept is not None:
             # A neighbour is tried only if it is new behaviour or a shorter form of known behaviour
             # (a no-op `minimum` dropped): invalid ones and other known programs are passed over
@@ -308,7 +233,8 @@ class Evolution:
                 pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation, "cached",
                                              fitness, source, kind)
                 self._hash_of[pid] = s.hash
-                self._join(pid, fitness, self._score(canonical, fitness, self._memory.get(source)))
+                self._live[pid] = len(check(canonical).live)
+                self._join(pid, fitness, self._score(pid, fitness, self._memory.get(source)))
                 self._idle += 1
                 if self.target is not None and self._match(canonical):
                     c.found_target, c.found_at = pid, c.evaluations
@@ -319,12 +245,12 @@ class Evolution:
                 self._idle = 0
             self._save_state()
         if hit is None:
-            self._submit(pid)
+            self._submit(pid, text)
 
-    def _mutated_child(self) -> tuple[int, Program, object, str] | None:
+    def _mutated_child(self) -> tuple[int, Program, Screen, str] | None:
         """A child of a tournament winner (or a tuning child of the best), mutated until its
         behaviour differs from its parent's; None if it was rejected or never differed."""
-        parent_id, weights, tag = self._parent()
+        parent_id, weights, tag = self.population.parent()
         parent_hash = self._hash_of.get(parent_id)
         child, names = self.program(parent_id), []
         for _ in range(MAX_CHAIN):
@@ -342,7 +268,7 @@ class Evolution:
         self._idle += 1
         return None
 
-    def _reject(self, s) -> None:
+    def _reject(self, s: Screen) -> None:
         """A child rejected statically: counted, with its reason; it costs no evaluation."""
         c = self.counters
         self._idle += 1
@@ -351,9 +277,10 @@ class Evolution:
         key = s.reason.split(":")[0]
         c.rejected_reasons[key] = c.rejected_reasons.get(key, 0) + 1
 
-    def _submit(self, program_id: int) -> None:
+    def _submit(self, program_id: int, text: str | None = None) -> None:
         e = self.settings.evaluation
-        job = EvalJob(self.store.program(program_id).text, tuple(e.tasks), tuple(range(e.seeds)),
+        text = self.store.program(program_id).text if text is None else text
+        job = EvalJob(text, tuple(e.tasks), tuple(range(e.seeds)),
                       tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
         self.inflight[self.executor.submit(job)] = program_id
         self.counters.submitted += 1
@@ -369,12 +296,13 @@ class Evolution:
             self.store.finish_program(pid, r.status, fitness, c.evaluations)
             self._fitness[pid] = fitness
             self._memory[pid] = r.state_per_param
-            score = self._score(self.program(pid), fitness, r.state_per_param)
+            score = self._score(pid, fitness, r.state_per_param)
             if not self.population and pid == WARM_START_ID:      # the warm start: the population is its copies
-                for _ in range(self.settings.population):
-                    self._join(pid, fitness, score)
+                births = self.population.fill(pid, fitness, score)
             else:
-                self._join(pid, fitness, score)
+                births = [self.population.join(pid, fitness, score)]
+            for birth in births:
+                self.store.push_population(birth, pid, score, self.settings.population)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
             # The funnel admits by the fitness selection sees, less the optimizer-state penalty.
@@ -384,8 +312,7 @@ class Evolution:
                 self.store.set_funnel(pid, "pending")
                 self._funneled.append((admitted, pid))
             self._maybe_restart()
-            finite = [f for _, _, f in self.population if math.isfinite(f)]
-            self.store.add_history(c.evaluations, c.best_fitness, statistics.median(finite) if finite else None)
+            self.store.add_history(c.evaluations, c.best_fitness, self.population.median_fitness())
             self._save_state()
         if funnel:
             self._submit_funnel(pid)
@@ -415,47 +342,35 @@ class Evolution:
                 self.store.add_evaluation(pid, score, jr.worker, purpose="funnel")
             self.store.set_funnel(pid, r.status, r.fitness if r.status == "ok" else -math.inf)
 
-    def _score(self, program: Program, fitness: float, state_per_param: float | None) -> float:
+    def _score(self, program_id: int, fitness: float, state_per_param: float | None) -> float:
         """What selection compares: fitness less the configured length and memory penalties."""
         s = self.settings
         score = memory_penalized(fitness, state_per_param, s.memory_penalty)
         if s.length_penalty and math.isfinite(score):
-            score -= s.length_penalty * len(check(program).live)
+            score -= s.length_penalty * self._live_statements(program_id)
         return score
 
-    def _join(self, pid: int, fitness: float, score: float | None = None) -> None:
-        c = self.counters
-        c.births += 1
-        score = fitness if score is None else score
-        self.population.append((c.births, pid, score))
-        self.store.push_population(c.births, pid, score, self.settings.population)
-        del self.population[:max(0, len(self.population) - self.settings.population)]
-        if fitness > c.best_fitness:
-            c.best_id, c.best_fitness = pid, fitness
-        if c.stall_mark is None or fitness > c.stall_mark + self.settings.restart_min_gain:
-            c.last_improvement, c.stall_mark = c.evaluations, fitness
-            c.sweep_of = None        # progress: the next sweep, if any, is of a better program
+    def _join(self, pid: int, fitness: float, score: float) -> None:
+        birth = self.population.join(pid, fitness, score)
+        self.store.push_population(birth, pid, score, self.settings.population)
 
     def _maybe_restart(self) -> None:
-        c, after = self.counters, self.settings.restart_after
-        if after is None or c.best_id is None or c.evaluations - c.last_improvement < after:
+        if not self.population.restart_due():
             return
-        c.restarts += 1
-        c.last_improvement = c.evaluations
-        self.store.clear_population()
-        self.population.clear()
         # From the warm start, a fresh lineage: the cache keeps what was evaluated, so retracing
         # the first steps is free, and the best so far stays the run's best.
-        start = WARM_START_ID if self.settings.restart_from == "warm_start" else c.best_id
+        start = self.population.restart_from()
         fitness = self._fitness[start]
-        score = self._score(self.program(start), fitness, self._memory.get(start))
-        c.stall_mark = c.sweep_of = None
-        for _ in range(self.settings.population):
-            self._join(start, fitness, score)
-        gain = f" by {self.settings.restart_min_gain:g}" if self.settings.restart_min_gain else ""
-        self.store.add_event("restart", f"best not improved{gain} in {after} evaluations: population restarted "
-                                        f"from #{start} (fitness {fitness:+.4f}); best so far #{c.best_id} "
-                                        f"({c.best_fitness:+.4f})", c.evaluations)
+        score = self._score(start, fitness, self._memory.get(start))
+        births = self.population.restart(start, fitness, score)
+        self.store.clear_population()
+        for birth in births:
+            self.store.push_population(birth, start, score, self.settings.population)
+        c, s = self.counters, self.settings
+        gain = f" by {s.restart_min_gain:g}" if s.restart_min_gain else ""
+        self.store.add_event("restart", f"best not improved{gain} in {s.restart_after} evaluations: population "
+                                        f"restarted from #{start} (fitness {fitness:+.4f}); best so far "
+                                        f"#{c.best_id} ({c.best_fitness:+.4f})", c.evaluations)
 
     def _match(self, program: Program) -> bool:
         t = self.settings.target
@@ -470,10 +385,6 @@ class Evolution:
                 self.store.set_funnel(pid, "cancelled")
         self.inflight.clear()
         self.funnel_inflight.clear()
-
-
-def _rng_state(saved: list) -> tuple:
-    return saved[0], tuple(saved[1]), saved[2]
 
 
 __all__ = ["Counters", "Evolution", "Outcome"]

@@ -9,21 +9,31 @@ and `optsearch resume` continues from there. WAL with `synchronous=NORMAL` is du
 process crashes; against power loss the last commits may be lost, never the database's integrity.
 
 Readers (`optsearch show`) open the same file while a search writes to it; WAL lets both run.
+Writers are one at a time: opening a store for writing takes the run's lock
+(`optsearch.search.lock`), so a second process is refused at once.
+
+Faults are user errors with one line (`StoreError`), never tracebacks, and make nothing worse:
+a full disk ends the failed transaction and leaves the last commit (resume once space is freed);
+a damaged file or a store that lost its search state is refused as it is, before any write.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from optsearch.dsl import OptsearchError
+from optsearch.search.lock import RunLock
+from optsearch.search.sqlite_connection import Connection, StoreError
+from optsearch.search.records import Counters, Finished, ProgramOrder, ProgramQuery, ProgramRow, SearchState
 
 RUN_DB = "run.db"
+SIDE_FILES = ("-wal", "-shm")   # SQLite's WAL and shared-memory index beside run.db
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -99,76 +109,137 @@ def _fit(x: float | None) -> float:
     return x if x is not None else -math.inf
 
 
-@dataclass
-class ProgramRow:
-    id: int
-    text: str
-    hash: str | None
-    fingerprint: str | None
-    parent: int | None
-    mutation: str | None
-    status: str
-    fitness: float              # -inf when failed or unknown
-    reuses: int | None
-    cache: str | None
-    created: float
-    finished: float | None
-    eval_index: int | None
-    funnel_status: str | None = None
-    funnel_fitness: float | None = None
+# The SQL of each typed query and order (`optsearch.search.records`); no SQL leaves this module.
+_QUERIES: dict[str, str] = {
+    "all": "1",
+    "pending": "status = 'pending'",
+    "cached": "status = 'cached'",
+    "evaluated": "eval_index IS NOT NULL",
+    "funnel": "funnel_status IS NOT NULL",
+    "funnel_pending": "funnel_status = 'pending'",
+    "rechecked": "funnel_status IS NOT NULL AND funnel_status != 'pending'",
+    "ranked": "status = 'ok' AND fitness IS NOT NULL",
+}
+_ORDERS: dict[str, str] = {"id": "id", "eval_index": "eval_index, id", "fitness": "fitness DESC, id"}
 
 
 class RunStore:
     """A run's database. Use `RunStore.create` for a new run and `RunStore.open` for an existing one."""
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path, readonly: bool = False, lock: RunLock | None = None):
         self.path = Path(path)
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
-        self.db.row_factory = sqlite3.Row
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        self._lock = lock
         self._depth = 0
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self.db = Connection(self.path, uri)
+        try:
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            self.close()
+            raise
 
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
     def create(cls, run_dir: Path, config: dict) -> "RunStore":
+        """A new run's store, locked for writing. If the creation fails (a full disk), nothing is left
+        behind that would block the directory."""
         run_dir = Path(run_dir)
         path = run_dir / RUN_DB
-        if path.exists():
-            raise OptsearchError(f"{path}: a run already exists here; continue it with --resume "
-                                 f"(or `optsearch resume {run_dir}`), or choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(path)
-        with store.transaction():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    store.db.execute(stmt)
-            store._set("schema_version", SCHEMA_VERSION)
-            store._set("config", config)
-            store._set("created", time.time())
+        exists = OptsearchError(f"{path}: a run already exists here; continue it with --resume "
+                                f"(or `optsearch resume {run_dir}`), or choose another --run-dir")
+        if path.exists() and not _empty(path):
+            raise exists
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{run_dir}: cannot make the run directory ({_why(e)})") from None
+        lock = _lock(run_dir)
+        if path.exists() and not _empty(path):
+            lock.release()
+            raise exists
+        _remove(path)     # an empty file left by a creation that failed holds nothing
+        store = None
+        try:
+            store = cls(path, lock=lock)
+            with store.transaction():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        store.db.execute(stmt)
+                store._set("schema_version", SCHEMA_VERSION)
+                store._set("config", config)
+                store._set("created", time.time())
+        except BaseException as e:
+            if store is not None:
+                store.close()
+            else:
+                lock.release()
+            _remove(path)
+            if isinstance(e, StoreError) and e.full:
+                raise StoreError(f"{path}: the disk is full; no run was created and nothing is left behind: free "
+                                 f"some space and start it again", full=True) from None
+            raise
         return store
 
     @classmethod
     def open(cls, run_dir: Path, readonly: bool = False) -> "RunStore":
+        """An existing run's store: read-only (any number of readers), or locked for writing (one
+        writer). The file is checked first, so a damaged store is refused before anything is written."""
         run_dir = Path(run_dir)
         path = run_dir / RUN_DB if run_dir.suffix != ".db" else run_dir
         if not path.is_file():
             raise OptsearchError(f"no run store at {path.parent} (runs are created by `optsearch evolve CONFIG`)")
+        if _empty(path):
+            raise OptsearchError(f"{path}: the run store is empty (its creation failed): start the run again, "
+                                 f"without --resume")
+        lock = None if readonly else _lock(path.parent)
         try:
-            store = cls(path, readonly=readonly)
-            version = store.get("schema_version")
-        except sqlite3.DatabaseError as e:
-            raise OptsearchError(f"{path}: not a run store ({e})") from None
-        if version != SCHEMA_VERSION:
-            raise OptsearchError(f"{path}: run store version {version}, this optsearch reads {SCHEMA_VERSION}")
+            store = cls(path, readonly=readonly, lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        try:
+            try:
+                version = store.get("schema_version")
+            except sqlite3.OperationalError as e:     # an SQLite file, not ours: no `meta` table
+                raise StoreError(f"{path}: not a run store ({e})") from None
+            if version != SCHEMA_VERSION:
+                raise OptsearchError(f"{path}: run store version {version}, this optsearch reads {SCHEMA_VERSION}")
+            store._check(readonly)
+        except BaseException:
+            store.close()
+            raise
         return store
 
+    def _check(self, readonly: bool) -> None:
+        """Refuse a damaged file, and (for writing) a store whose search state is gone: resuming it
+        would restart the counters and number evaluations twice."""
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path}: the run store is damaged (quick_check: {problems[0]}) and was left as it "
+                             f"is; it cannot be shown or resumed (`sqlite3 {self.path} .recover` may save what "
+                             f"it holds)")
+        if not readonly and self.count_programs() and self.get("search_state") is None:
+            raise StoreError(f"{self.path}: the run store has {self.count_programs()} programs but no search state "
+                             f"(its counters and random state are lost), so it cannot be resumed without numbering "
+                             f"evaluations twice; `optsearch show` still reads it")
+
     def close(self) -> None:
-        self.db.close()
+        """Close the database and drop the write lock (both idempotent)."""
+        try:
+            self.db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def discard(self) -> None:
+        """Close and delete a store this process has just created (its creation could not be completed)."""
+        self.close()
+        _remove(self.path)
 
     def __enter__(self) -> "RunStore":
         return self
@@ -191,7 +262,8 @@ class RunStore:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:   # SQLite may have rolled back already (a full disk does)
+                self.db.execute("ROLLBACK")
             raise
         else:
             self.db.execute("COMMIT")
@@ -214,6 +286,27 @@ class RunStore:
     @property
     def config(self) -> dict:
         return self.get("config")
+
+    def search_state(self) -> SearchState | None:
+        """The search's counters and RNG state as of the last commit (None before the first)."""
+        state = self.get("search_state")
+        return None if state is None else SearchState.from_json(state)
+
+    def save_search_state(self, state: SearchState) -> None:
+        self.set("search_state", state.to_json())
+
+    def counters(self) -> Counters:
+        """The search's counters as of the last commit (all zero before the first)."""
+        state = self.search_state()
+        return Counters() if state is None else state.counters
+
+    def finished(self) -> Finished | None:
+        """Why the run's last session stopped (None: it is running, or was killed)."""
+        d = self.get("finished")
+        return None if d is None else Finished(d["reason"], d["evaluations"])
+
+    def set_finished(self, finished: Finished) -> None:
+        self.set("finished", {"reason": finished.reason, "evaluations": finished.evaluations})
 
     # --- programs and evaluations ------------------------------------------------------------
 
@@ -258,8 +351,11 @@ class RunStore:
                                  f"(ids run from 1 to {self.count_programs()})")
         return _program_row(row)
 
-    def programs(self, where: str = "1", params: tuple = (), order: str = "id") -> list[ProgramRow]:
-        rows = self.db.execute(f"SELECT * FROM programs WHERE {where} ORDER BY {order}", params).fetchall()
+    def programs(self, query: ProgramQuery = "all", order: ProgramOrder = "id") -> list[ProgramRow]:
+        """The programs `query` selects (see `ProgramQuery`), in `order`."""
+        if query not in _QUERIES or order not in _ORDERS:
+            raise ValueError(f"unknown program query {query!r} or order {order!r}")
+        rows = self.db.execute(f"SELECT * FROM programs WHERE {_QUERIES[query]} ORDER BY {_ORDERS[order]}").fetchall()
         return [_program_row(r) for r in rows]
 
     def state_per_param(self, program_id: int) -> float | None:
@@ -327,10 +423,32 @@ class RunStore:
         return self.db.execute("SELECT * FROM events ORDER BY id").fetchall()
 
 
+def _lock(run_dir: Path) -> RunLock:
+    try:
+        return RunLock(run_dir).acquire()
+    except OSError as e:
+        raise StoreError(f"{run_dir}: cannot lock the run ({_why(e)})") from None
+
+
+def _empty(path: Path) -> bool:
+    """A zero-byte run.db with no WAL beside it: what a creation on a full disk leaves."""
+    wal = path.with_name(path.name + "-wal")
+    return path.is_file() and path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+
+
+def _remove(path: Path) -> None:
+    for p in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        p.unlink(missing_ok=True)
+
+
+def _why(e: OSError) -> str:
+    return "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+
+
 def _program_row(r: sqlite3.Row) -> ProgramRow:
     return ProgramRow(r["id"], r["text"], r["hash"], r["fingerprint"], r["parent"], r["mutation"], r["status"],
                       _fit(r["fitness"]), r["reuses"], r["cache"], r["created"], r["finished"], r["eval_index"],
                       r["funnel_status"], None if r["funnel_status"] is None else _fit(r["funnel_fitness"]))
 
 
-__all__ = ["RUN_DB", "ProgramRow", "RunStore"]
+__all__ = ["RUN_DB", "ProgramRow", "RunStore", "StoreError"]

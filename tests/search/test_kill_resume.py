@@ -1,12 +1,15 @@
-"""A search killed with SIGKILL at a random moment resumes, loses nothing, and ends as if never stopped."""
+"""A search killed with SIGKILL mid-run resumes, loses nothing, and ends as if never stopped.
+
+The test stops the search at a state it observes (holding the store's write lock, so the search
+waits at its next commit) and kills it there: no race against the clock.
+"""
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
+
+from tests.search.run_helpers import hold_after, optsearch as _optsearch
 
 CONFIG = """
 name: killed
@@ -17,11 +20,6 @@ evaluation: {tasks: [imitate/small], lr_multipliers: [0.3, 1.0]}
 budget: {evaluations: 40}
 executor: {kind: inline}
 """
-
-
-def _optsearch(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "optsearch", *args, "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def _finished(db) -> list[tuple]:
@@ -53,20 +51,13 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
 
     proc = _optsearch("evolve", str(config), "--run-dir", str(killed))
     db = killed / "run.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                if len(_finished(db)[0]) >= 12:
-                    break
-            except sqlite3.OperationalError:
-                pass  # the schema is being created
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    held, done = hold_after(proc, db, 12)       # the search waits at its next commit
+    before_rows, before_evals = _finished(db)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before_rows, before_evals = _finished(db)
-    assert 12 <= len(before_rows) < 40
+    held.__exit__(None, None, None)
+    assert len(before_rows) == done and 12 <= done < 40
+    assert _finished(db) == (before_rows, before_evals)       # the kill lost no commit
 
     resumed = _optsearch("resume", str(killed))
     out, err = resumed.communicate(timeout=300)
@@ -90,20 +81,12 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
     config.write_text(CONFIG)
     run = tmp_path / "run"
     proc = _optsearch("evolve", str(config), "--run-dir", str(run))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not ((run / "run.db").exists() and _has_results(run / "run.db")):
-        time.sleep(0.05)
+    held, _ = hold_after(proc, run / "run.db", 3)   # mid-run for sure: it waits at its next commit
     proc.send_signal(signal.SIGTERM)
+    held.__exit__(None, None, None)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"Continue with `optsearch resume {run}`" in err
     resumed = _optsearch("resume", str(run))
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "40 evaluations" in out, err
-
-
-def _has_results(db) -> bool:
-    try:
-        return len(_finished(db)[0]) >= 3
-    except sqlite3.OperationalError:
-        return False

@@ -16,7 +16,7 @@ SETTINGS = SearchSettings(seed=2, population=4, tournament=2, evaluations=14,
 
 
 def _finished(store):
-    return {r.id: (r.text, r.status, r.fitness, r.eval_index) for r in store.programs("eval_index IS NOT NULL")}
+    return {r.id: (r.text, r.status, r.fitness, r.eval_index) for r in store.programs("evaluated")}
 
 
 def test_a_search_completes_on_a_cluster_that_loses_a_node(ray_cluster, tmp_path):

@@ -79,3 +79,12 @@ def test_a_reader_sees_commits_while_the_writer_holds_the_store(tmp_path, store)
         assert reader.count_programs() == 1
         store.add_program("b", None, None, None, None)
         assert reader.count_programs() == 2
+
+
+def test_an_empty_file_left_by_a_failed_creation_neither_blocks_nor_resumes(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.db").write_bytes(b"")
+    with pytest.raises(OptsearchError, match="the run store is empty \\(its creation failed\\)"):
+        RunStore.open(tmp_path / "run")
+    with RunStore.create(tmp_path / "run", {"name": "run"}) as store:
+        assert store.config == {"name": "run"}
