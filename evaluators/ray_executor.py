@@ -472,10 +472,17 @@ def _set_ray_environment(address: str | None) -> None:
         # if there is none); saying so explicitly keeps it on and silences the warning Ray
         # prints at every start while the mode is unset.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    elif "RAY_AUTH_MODE" not in os.environ and _auth_token_available():
-        # Ray sends no token to an explicit address unless told to, and a cluster started with
-        # `ray start --head` where a token exists asks for one: send the token this machine has.
+    elif "RAY_AUTH_MODE" not in os.environ and _on_this_machine(address) and _auth_token_available():
+        # `ray start --head` turns token authentication on where it finds a token, but Ray sends
+        # none to an explicit address unless told to (and warns at `auto`). A cluster on this
+        # machine was started with the token this machine has: send it. A remote cluster's token
+        # is the user's to give (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN): this one may not be it.
         os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _on_this_machine(address: str) -> bool:
+    host = address.rpartition(":")[0] if "://" not in address else ""
+    return address == "auto" or host in ("localhost", "::1", "[::1]") or host.startswith("127.")
 
 
 def _auth_token_available() -> bool:
@@ -492,10 +499,12 @@ def _auth_token_available() -> bool:
 
 
 def _token_hint(e: BaseException) -> str:
-    if "auth" not in str(e).lower():
+    """What to do when `ray.init` failed because the cluster wants a token this process did not send."""
+    said = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+    if "InvalidAuthToken" not in said and "AuthenticationError" not in said:
         return ""
-    return ("; the cluster asks for its authentication token: print it on the head with `ray get-auth-token` "
-            "and put it in RAY_AUTH_TOKEN (or ~/.ray/auth_token) here")
+    return ("; the cluster asks for its authentication token: print it on the head with `ray get-auth-token`, "
+            "then run here with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the token>")
 
 
 def _listening(host: str, port: int, timeout: float = 1.0) -> bool:
