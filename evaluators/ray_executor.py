@@ -20,11 +20,13 @@ raises `ExecutorLost` within `LOST_AFTER_S` seconds instead of leaving the drive
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 import math
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -132,6 +134,7 @@ class RayExecutor:
         self._refusing: dict[str, float] = {}                     # what -> since when it refuses
         self._last_probe = -math.inf
         self._lost: str | None = None                             # why the Ray instance counts as gone
+        self._watchdog: subprocess.Popen | None = None
         if not ray.is_initialized():
             self._start_ray(workers, address, ray_init_kwargs)
         try:
@@ -217,6 +220,10 @@ class RayExecutor:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
             self._owns_ray = False
+        if self._watchdog is not None:  # it ends what shutdown left (agents waiting on a lost GCS)
+            self._watchdog.stdin.close()
+            self._watchdog.wait(timeout=30)
+            self._watchdog = None
 
     def __enter__(self) -> "RayExecutor":
         return self
@@ -277,6 +284,8 @@ class RayExecutor:
             if sigterm is not None:
                 signal.signal(signal.SIGTERM, sigterm)
         self._owns_ray = True
+        if address is None and os.path.isdir("/proc"):
+            self._watchdog = _start_watchdog()
 
     def _check_alive(self, now: float) -> None:
         """Raise `ExecutorLost` when the GCS or the raylet of the driver's node has refused
@@ -460,6 +469,59 @@ class RayExecutor:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise OptsearchError(message)
+
+
+def _watch(driver: int, every: float = 0.5, grace: float = 1.0) -> None:
+    """Watchdog body (stdlib only: a separate process runs this function's source): note the
+    driver's descendant processes every `every` s until stdin closes (the driver ended, however it
+    ended), then end those still alive: SIGTERM, and SIGKILL `grace` s later. Linux (/proc)."""
+    import os
+    import select
+    import signal
+    import sys
+    import time
+
+    def table() -> dict[int, tuple[int, str]]:   # pid -> (parent, start time)
+        out = {}
+        for p in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    out[int(p)] = (int(fields[1]), fields[19])
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
+
+    def alive(noted: dict[int, str]) -> list[int]:
+        now = table()
+        return [pid for pid, start in noted.items() if pid in now and now[pid][1] == start]
+
+    noted: dict[int, str] = {}
+    while not select.select([sys.stdin], [], [], every)[0] or sys.stdin.buffer.read1(4096):
+        now, family, grew = table(), {driver}, True
+        while grew:  # the driver's children, their children, ...
+            joining = {pid for pid, (parent, _) in now.items() if parent in family and pid not in family}
+            family |= joining
+            noted.update((pid, now[pid][1]) for pid in joining if pid != os.getpid())
+            grew = bool(joining)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in alive(noted):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while alive(noted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _start_watchdog() -> subprocess.Popen:
+    """A small process that ends what is left of the local Ray instance when this process ends,
+    however it ends: after a SIGKILL, or a GCS lost first, Ray's agents otherwise stay a minute."""
+    script = inspect.getsource(_watch) + f"\n_watch({os.getpid()})\n"
+    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _set_ray_environment(address: str | None) -> None:

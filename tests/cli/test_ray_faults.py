@@ -148,4 +148,15 @@ def test_a_ray_instance_killed_under_the_driver_stops_it_with_the_way_to_resume(
     last = err.strip().splitlines()[-1]
     assert last.startswith("optsearch: error: the Ray instance stopped") and \
         f"Continue with `optsearch resume {driver.run_dir}`" in last, err[-3000:]
+    # Ray's agents, left waiting on a lost GCS, stayed a minute before the change.
+    assert not driver.left_after(settle=5.0), "Ray processes outlived the driver"
+    _resumes(driver.run_dir)
+
+
+def test_a_sigkilled_driver_leaves_no_ray_process_behind(driver):
+    driver.wait_for_evaluations()
+    os.kill(driver.proc.pid, signal.SIGKILL)
+    driver.finish(timeout=30)
+    # Ray's reaper takes the GCS and the raylet at once; its agents stayed a minute before the change.
+    assert not driver.left_after(settle=10.0), "Ray processes outlived the driver"
     _resumes(driver.run_dir)
