@@ -14,10 +14,15 @@ from typing import Protocol
 
 import torch
 
-from optsearch.dsl import Program, ProgramError, parse_program
+from optsearch.dsl import OptsearchError, Program, ProgramError, parse_program
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators.evaluate import EvalResult, evaluate
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
+
+
+class ExecutorLost(OptsearchError):
+    """The executor can evaluate nothing more: its Ray instance (or the node the driver runs on)
+    stopped. Finished results were all handed back; jobs still pending are lost with it."""
 
 
 @dataclass(frozen=True)

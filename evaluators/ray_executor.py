@@ -11,7 +11,9 @@ Faults are results, never hangs: an actor that dies under a job (segfault, `os._
 kill, lost node) is replaced and the job retried on another worker up to `max_retries` times,
 then recorded as `error`; a program that killed `quarantine_after` workers is quarantined (its
 further jobs are `error` at once); a job running past `eval_timeout` seconds has its actor
-killed and replaced and is recorded as `timeout`. Every wait on Ray is bounded.
+killed and replaced and is recorded as `timeout`. Every wait on Ray is bounded. A Ray instance
+that stops under the driver (its GCS, or the raylet of the driver's own node, killed or lost)
+raises `ExecutorLost` within `LOST_AFTER_S` seconds instead of leaving the driver waiting forever.
 
 `ray` is imported here only, when an executor is made, so `import optsearch.evaluators` stays light.
 """
@@ -21,8 +23,11 @@ import dataclasses
 import itertools
 import math
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -30,10 +35,13 @@ from typing import Any, Callable
 
 from optsearch.dsl import OptsearchError
 from optsearch.evaluators.evaluate import EvalResult, resolve_task
-from optsearch.evaluators.executor import EvalJob, JobResult, run_job
+from optsearch.evaluators.executor import EvalJob, ExecutorLost, JobResult, run_job
+from optsearch.evaluators.ray_process import listening, set_ray_environment, start_watchdog, token_hint
 
 POLL_S = 0.5               # longest single ray.wait: deadlines and placement are checked this often
 GET_TIMEOUT_S = 30.0       # a ready result that still cannot be fetched counts as a lost worker
+PROBE_EVERY_S = 1.0        # how often the GCS and the driver's raylet are asked whether they still listen
+LOST_AFTER_S = 5.0         # ... and how long they may refuse before the Ray instance counts as gone
 
 
 class _Worker:
@@ -109,10 +117,8 @@ class RayExecutor:
         _check(max_retries >= 0, f"max_retries must be >= 0, got {max_retries}")
         _check(quarantine_after >= 1, f"quarantine_after must be >= 1, got {quarantine_after}")
         _check(eval_timeout is None or eval_timeout > 0, f"eval_timeout must be > 0 seconds, got {eval_timeout}")
-        if address is None and "ray" not in sys.modules:
-            # Read once, when ray is imported: keeps a local instance on loopback (no port open
-            # to the network), which `_node_ip_address` alone does not.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if "ray" not in sys.modules:  # read once, when ray is imported
+            set_ray_environment(address)
         import ray
 
         self._ray = ray
@@ -124,6 +130,11 @@ class RayExecutor:
         self.placement_timeout = placement_timeout
         self._worker_setup = worker_setup
         self._owns_ray = False
+        self._probes: list[tuple[str, str, int]] | None = None   # (what, host, port) that must keep listening
+        self._refusing: dict[str, float] = {}                     # what -> since when it refuses
+        self._last_probe = -math.inf
+        self._lost: str | None = None                             # why the Ray instance counts as gone
+        self._watchdog: subprocess.Popen | None = None
         if not ray.is_initialized():
             self._start_ray(workers, address, ray_init_kwargs)
         try:
@@ -175,6 +186,7 @@ class RayExecutor:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return None
+            self._check_alive(now)
             self._enforce_timeouts(now)
             self._check_placement(now)
             if self._done:
@@ -196,10 +208,11 @@ class RayExecutor:
         ray = self._ray
         for slot in self._slots:
             if slot.actor is not None:
-                try:
-                    ray.kill(slot.actor, no_restart=True)
-                except Exception:  # already gone
-                    pass
+                if self._lost is None:  # with the instance gone, its actors are too
+                    try:
+                        ray.kill(slot.actor, no_restart=True)
+                    except Exception:  # already gone
+                        pass
                 slot.actor = slot.job_ref = slot.ready_ref = None
         self._queue.clear()
         self._jobs.clear()
@@ -207,6 +220,10 @@ class RayExecutor:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
             self._owns_ray = False
+        if self._watchdog is not None:  # it ends what shutdown left (agents waiting on a lost GCS)
+            self._watchdog.stdin.close()
+            self._watchdog.wait(timeout=30)
+            self._watchdog = None
 
     def __enter__(self) -> "RayExecutor":
         return self
@@ -223,6 +240,7 @@ class RayExecutor:
             left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
             if not starting or left <= 0:
                 break
+            self._check_alive(time.monotonic())
             ready, _ = self._ray.wait(starting, num_returns=len(starting), timeout=left)
             for ref in ready:
                 self._collect(ref)
@@ -254,11 +272,54 @@ class RayExecutor:
                 _check_reachable(host, int(port))
                 if host in ("127.0.0.1", "localhost"):  # a cluster on this machine's loopback
                     kwargs.setdefault("_node_ip_address", "127.0.0.1")
+        # ray.init replaces this process's SIGTERM handler (Ray's C++ one prints a stack dump and
+        # aborts); put back the caller's, so `kill` stops a Ray run the way it stops an inline one.
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
         try:
             self._ray.init(**kwargs)
         except ConnectionError as e:
-            raise OptsearchError(f"cannot join the Ray cluster at {address!r}: {_cause(e)}") from None
+            raise OptsearchError(f"cannot join the Ray cluster at {address!r}: {_cause(e)}{token_hint(e)}") from None
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         self._owns_ray = True
+        if address is None and os.path.isdir("/proc"):
+            self._watchdog = start_watchdog()
+
+    def _check_alive(self, now: float) -> None:
+        """Raise `ExecutorLost` when the GCS or the raylet of the driver's node has refused
+        connections for `LOST_AFTER_S` seconds: nothing in flight will come back then, and Ray
+        itself would wait forever (the raylet) or end the process without a word (the GCS, at 60 s)."""
+        if self._lost is not None:
+            raise ExecutorLost(self._lost)
+        if now - self._last_probe < PROBE_EVERY_S:
+            return
+        self._last_probe = now
+        if self._probes is None:
+            self._probes = self._endpoints()
+        for what, host, port in self._probes:
+            if listening(host, port):
+                self._refusing.pop(what, None)
+                continue
+            since = self._refusing.setdefault(what, now)
+            if now - since >= LOST_AFTER_S:
+                self._lost = (f"the Ray instance stopped: its {what} at {host}:{port} has not answered for "
+                              f"{now - since:.0f} s (killed, or its machine lost)")
+                raise ExecutorLost(self._lost)
+
+    def _endpoints(self) -> list[tuple[str, str, int]]:
+        """The GCS and the raylet of the node this driver runs on: the two processes it cannot lose."""
+        ctx = self._ray.get_runtime_context()
+        out = []
+        host, _, port = (getattr(ctx, "gcs_address", "") or "").rpartition(":")
+        if port.isdigit():
+            out.append(("GCS", host, int(port)))
+        node_id = ctx.get_node_id()
+        for node in self._ray.nodes():
+            if node["NodeID"] == node_id and node.get("NodeManagerPort"):
+                out.append(("raylet", node["NodeManagerAddress"], int(node["NodeManagerPort"])))
+        return out
 
     def _cluster_capacity(self) -> int:
         """How many workers the cluster's CPUs (and GPUs, when asked for) hold."""

@@ -12,6 +12,7 @@ from typing import Callable
 
 from optsearch.config import load_config
 from optsearch.dsl import OptsearchError, parse_program
+from optsearch.evaluators import ExecutorLost
 from optsearch.report import BASELINES, write_report
 from optsearch.report import finite as _finite, fmt_fitness as _fmt
 from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
@@ -91,6 +92,11 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
         print(f"optsearch: interrupted; every finished evaluation is stored. Continue with "
               f"`optsearch resume {run_dir}`", file=sys.stderr)
         return 130
+    except ExecutorLost as e:  # one line and exit 2, as for any user-facing error, with the way back
+        if progress:
+            progress.end()
+        raise OptsearchError(f"{e}; every finished evaluation is stored. Continue with "
+                             f"`optsearch resume {run_dir}` once Ray runs again") from None
     if progress:
         progress.end()
     with store:

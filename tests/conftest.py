@@ -64,6 +64,9 @@ def ray_cluster(_ray_session):
     if ray.is_initialized():
         ray.shutdown()
     _connected["to"] = "cluster"
+    # A local start earlier in this process turned token authentication on (RAY_AUTH_MODE=token);
+    # cluster_utils' nodes make no token, so this simulated cluster runs without it.
+    auth_mode = os.environ.pop("RAY_AUTH_MODE", None)
     node_args = dict(node_ip_address=LOOPBACK, include_dashboard=False)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, **node_args))
     nodes = [cluster.add_node(num_cpus=1, **node_args) for _ in range(2)]
@@ -73,3 +76,5 @@ def ray_cluster(_ray_session):
     ray.shutdown()
     cluster.shutdown()
     _connected["to"] = None
+    if auth_mode is not None:
+        os.environ["RAY_AUTH_MODE"] = auth_mode
