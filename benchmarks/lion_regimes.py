@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from optsearch.display import finite
 from optsearch.dsl import Program, parse_program
 from optsearch.evaluators.calibrate import adamw_program
 from optsearch.evaluators.train import train
@@ -132,10 +133,6 @@ def examples(task: Task) -> int:
 def epochs(task: Task) -> float:
     per_step = task.budget.batch_size * (task.cfg.context if hasattr(task.cfg, "context") else 1)
     return task.budget.steps * per_step / examples(task)
-
-
-def finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def best_cell(cells: list[dict]) -> dict:

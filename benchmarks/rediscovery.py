@@ -26,6 +26,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from optsearch.display import finite
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {"lion": ROOT / "configs" / "imitate_lion.yaml", "rmsprop": ROOT / "configs" / "imitate_rmsprop.yaml"}
 
@@ -44,7 +46,7 @@ def _evolution(case: str, seed: int, budget: int, run_root: str) -> dict:
     best = store.program(outcome.best_id).text if outcome.best_id else None
     store.close()
     return {"case": case, "method": "evolution", "seed": seed, "found_at": c.found_at,
-            "found_program": c.found_target, "evaluations": c.evaluations, "best_fitness": _finite(c.best_fitness),
+            "found_program": c.found_target, "evaluations": c.evaluations, "best_fitness": finite(c.best_fitness),
             "best_program": best, "children": c.children, "rejected": c.rejected, "cache_hits": c.cache_hits,
             "hash_hits": c.hash_hits, "fingerprint_hits": c.fingerprint_hits, "restarts": c.restarts,
             "seconds": time.monotonic() - start, "evaluations_per_second": c.evaluations / max(c.elapsed, 1e-9)}
@@ -60,7 +62,7 @@ def _random(case: str, seed: int, budget: int, run_root: str) -> dict:
     settings = replace(config.search, seed=seed, evaluations=budget)
     r = random_search(settings, resolve_program(settings.target.program))
     return {"case": case, "method": "random", "seed": seed, "found_at": r.found_at, "evaluations": r.evaluations,
-            "best_fitness": _finite(r.best_fitness), "best_program": r.best_program, "children": r.drawn,
+            "best_fitness": finite(r.best_fitness), "best_program": r.best_program, "children": r.drawn,
             "rejected": r.rejected, "cache_hits": r.cache_hits, "seconds": r.seconds,
             "evaluations_per_second": r.evaluations / max(r.seconds, 1e-9)}
 
@@ -72,10 +74,6 @@ def _job(args: tuple) -> dict:
     print(f"{case:8s} {method:9s} seed {seed}: {found}, best fitness {out['best_fitness']}, "
           f"{out['evaluations']} evaluations in {out['seconds']:.0f} s", flush=True)
     return out
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _summary(runs: list[dict], budget: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 
@@ -53,16 +53,17 @@ class EvalResult:
 
     def to_json(self) -> dict:
         """A JSON-safe dict (non-finite numbers become None)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
-def _json_safe(x):
+def json_safe(x):
+    """`x` with every non-finite float (in dicts, lists and tuples too) replaced by None: JSON has no inf."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
     return x
 
 

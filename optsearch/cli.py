@@ -30,6 +30,8 @@ from optsearch.dsl.roles import role_description
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
 from optsearch.evaluators.calibrate import calibrate
+from optsearch.cli_runs import add_run_commands
+from optsearch.display import indent, json_safe, num, table
 from optsearch.files import write_atomically
 from optsearch.programs import program_source, resolve_candidate, resolve_program
 from optsearch.proxy_tasks import SIZES, TASKS, Task
@@ -125,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds (0..N-1)")
     _add_device_options(cal)
 
-    from optsearch.cli_runs import add_run_commands  # here, not at the top: it imports this module's helpers
     add_run_commands(command)
 
     zoo = command("zoo", cmd_zoo, "list the zoo programs (known optimizers) by name")
@@ -141,7 +142,7 @@ def cmd_ops(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(_table([("name", "signature", "kind", "summary")]
+    print(table([("name", "signature", "kind", "summary")]
                  + [(r["name"], r["signature"], r["kind"], r["summary"]) for r in rows]))
 
 
@@ -218,17 +219,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
     rows = [("task", "size", "status", "metric", "AdamW", "fitness", "state/param", "best lr x", "per seed",
              "seconds")]
     for s in result.scores:
-        rows.append((s.task, s.size, s.status, _num(s.metric), _num(s.reference), _num(s.fitness, "+.4f"),
-                     _num(s.state_per_param, ".3g"), " ".join(f"{x:g}" for x in s.best_lr),
-                     " ".join(_num(x) for x in s.per_seed), f"{s.seconds:.1f}"))
-    print(_table(rows))
+        rows.append((s.task, s.size, s.status, num(s.metric), num(s.reference), num(s.fitness, "+.4f"),
+                     num(s.state_per_param, ".3g"), " ".join(f"{x:g}" for x in s.best_lr),
+                     " ".join(num(x) for x in s.per_seed), f"{s.seconds:.1f}"))
+    print(table(rows))
     if subspace is not None:
         print(f"in a low-rank subspace: {subspace.describe()}")
     if isinstance(program, RoleProgram):
         print(f"roles: {role_description(program)} (the lr multiplier scales every role's lr)")
     memory = "" if result.state_per_param is None else \
-        f", optimizer state {_num(result.state_per_param, '.3g')} numbers per parameter"
-    print(f"{program.name}: fitness {_num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better){memory}, "
+        f", optimizer state {num(result.state_per_param, '.3g')} numbers per parameter"
+    print(f"{program.name}: fitness {num(result.fitness, '+.4f')} (0 = tuned AdamW, higher is better){memory}, "
           f"status {result.status}, {result.seconds:.1f}s")
     if result.error:
         print(f"note: {result.error.splitlines()[0]}")
@@ -259,7 +260,7 @@ def cmd_simplify(args: argparse.Namespace) -> None:
               "seeds": args.seeds if tasks else None, "tasks": [f"{t.name}/{t.size}" for t in tasks],
               "evaluations": r.evaluations, "output": args.output}
     if args.json:
-        print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in report.items()},
+        print(json.dumps(json_safe(report),
                          indent=2))
         return
     print(_simplify_text(report))
@@ -276,8 +277,8 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(_table([("task", "size", "AdamW ref", "budget")]
-                 + [(r["task"], r["size"], _num(r["adamw_reference"]), r["budget"]) for r in rows]))
+    print(table([("task", "size", "AdamW ref", "budget")]
+                 + [(r["task"], r["size"], num(r["adamw_reference"]), r["budget"]) for r in rows]))
     for info in TASKS.values():
         print(f"  {info.name}: {info.summary}")
 
@@ -301,21 +302,12 @@ def cmd_zoo(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(_table([(r["name"], r["description"]) for r in rows]))
+    print(table([(r["name"], r["description"]) for r in rows]))
 
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _table(rows: list[tuple[str, ...]]) -> str:
-    """Rows as left-aligned columns, two spaces apart; the last column is not padded."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]) for r in rows)
-
-
 def _check_text(r: dict) -> str:
-    def indent(text: str) -> str:
-        return "\n".join("    " + line for line in text.rstrip("\n").splitlines())
-
     state = ", ".join(s if s in r["live_state"] else f"{s} (never reaches the update)" for s in r["state"])
     dead = "\n".join(f"    line {d['line']}: {d['statement']}" for d in r["dead"])
     parts = [
@@ -323,7 +315,7 @@ def _check_text(r: dict) -> str:
         "program:", indent(r["program"]),
         "canonical form:", indent(r["canonical"]),
         f"hash: {r['hash']}",
-        "types:", indent(_table([(name, t) for name, t in r["types"].items()])),
+        "types:", indent(table([(name, t) for name, t in r["types"].items()])),
         f"state: {state or 'none'}",
         f"dead statements: {len(r['dead']) or 'none'}" + (f"\n{dead}" if dead else ""),
     ]
@@ -331,20 +323,17 @@ def _check_text(r: dict) -> str:
 
 
 def _simplify_text(r: dict) -> str:
-    def indent(lines) -> str:
-        return "\n".join("    " + line for line in lines)
-
     parts = [f"{r['source']}: {r['statements_before']} statements -> {r['statements_after']}",
-             "before:", indent(r["before"].rstrip("\n").splitlines()),
-             "after:", indent(r["after"].rstrip("\n").splitlines()),
+             "before:", indent(r["before"]),
+             "after:", indent(r["after"]),
              f"exact rewrites: {len(r['static_steps']) or 'none'}", indent(r["static_steps"])]
     if r["tasks"]:
         parts += [f"removed (fitness held): {len(r['removed']) or 'none'}", indent(r["removed"]),
                   f"rounded (fitness held): {len(r['rounded']) or 'none'}", indent(r["rounded"]),
                   f"fitness on {', '.join(r['tasks'])} ({r['seeds']} seed{'s' * (r['seeds'] != 1)}; "
                   f"0 = tuned AdamW, higher is better): "
-                  f"before {_num(r['fitness_before'], '+.4f')}, after {_num(r['fitness_after'], '+.4f')}, "
-                  f"allowed drop {_num(r['noise'], '.4f')}; {r['evaluations']} evaluations"]
+                  f"before {num(r['fitness_before'], '+.4f')}, after {num(r['fitness_after'], '+.4f')}, "
+                  f"allowed drop {num(r['noise'], '.4f')}; {r['evaluations']} evaluations"]
     else:
         parts.append("exact rewrites only (behaviour unchanged); add --task T to also remove statements "
                      "and round constants where fitness holds")
@@ -424,12 +413,6 @@ def _task(name: str, size: str, device: str = "cpu") -> Task:
         return resolve_task((name, size), device)
     except ValueError as e:
         raise OptsearchError(str(e)) from None
-
-
-def _num(x: float | None, fmt: str = ".4f") -> str:
-    if x is None:
-        return "-"
-    return format(x, fmt) if math.isfinite(x) else ("-inf" if x < 0 else "inf")
 
 
 def _first_class_name(source: str) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from optsearch.config import load_config
+from optsearch.display import finite, fmt_fitness, indent, table
 from optsearch.dsl import OptsearchError, parse_program
 from optsearch.evaluators import ExecutorLost
 from optsearch.report import BASELINES, write_report
-from optsearch.report import finite as _finite, fmt_fitness as _fmt
 from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
@@ -133,7 +133,7 @@ class _ProgressLine:
             return
         self.last = now
         rate = (c.evaluations - self.start_evals) / max(now - self.start, 1e-9)
-        line = (f"evals {c.evaluations} ({rate:.2f}/s) | best {_fmt(c.best_fitness)} (#{c.best_id}) | "
+        line = (f"evals {c.evaluations} ({rate:.2f}/s) | best {fmt_fitness(c.best_fitness)} (#{c.best_id}) | "
                 f"cache hits {c.cache_hits} ({_pct(c.cache_hits, c.children)}) | "
                 f"rejected {c.rejected} ({_pct(c.rejected, c.children)}) | in flight {len(evo.inflight)}")
         if self.tty:
@@ -157,15 +157,15 @@ def _summary(outcome: Outcome, store: RunStore, run_dir: Path) -> str:
              f"({_pct(c.rejected, c.children)} rejected, {_pct(c.cache_hits, c.children)} cache hits), "
              f"{c.elapsed:.0f} s"]
     if outcome.best_id is not None:
-        lines.append(f"best on the search tasks: {run_dir}#{outcome.best_id}, fitness {_fmt(outcome.best_fitness)} "
+        lines.append(f"best on the search tasks: {run_dir}#{outcome.best_id}, fitness {fmt_fitness(outcome.best_fitness)} "
                      f"(0 = tuned AdamW)")
     w = store.get("winner")
     if w:
-        basis = (f"fitness {_fmt(w['funnel_fitness'])} on the funnel's held-out tasks, {_fmt(w['fitness'])} on the "
-                 f"search tasks" if w["basis"] == "funnel" else f"fitness {_fmt(w['fitness'])}")
+        basis = (f"fitness {fmt_fitness(w['funnel_fitness'])} on the funnel's held-out tasks, {fmt_fitness(w['fitness'])} on the "
+                 f"search tasks" if w["basis"] == "funnel" else f"fitness {fmt_fitness(w['fitness'])}")
         basis += ", the match of the target" if w["basis"] == "target" else ""
         lines.append(f"winner: {run_dir}#{w['id']}, {basis} (0 = tuned AdamW, higher is better)")
-        lines.append(_indent(Path(w["program"]).read_text()))
+        lines.append(indent(Path(w["program"]).read_text()))
         lines.append(f"exported: {w['export']} (program: {w['program']})")
     lines.append(f"inspect: optsearch show {run_dir}")
     return "\n".join(lines)
@@ -174,7 +174,6 @@ def _summary(outcome: Outcome, store: RunStore, run_dir: Path) -> str:
 # --- show -------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from optsearch.cli import _table
     run_dir = Path(args.run_dir)
     if args.top < 1:
         raise OptsearchError(f"--top must be >= 1, got {args.top}")
@@ -185,7 +184,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(_show_text(report, _table))
+        print(_show_text(report))
     if args.plot:
         print(f"wrote {args.plot}")
 
@@ -211,13 +210,13 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
     leaderboard = []
     for row in ranked[:top]:
         scores = {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "search")}
-        leaderboard.append({"id": row.id, "fitness": _finite(row.fitness), "statements": _statements(row.text),
+        leaderboard.append({"id": row.id, "fitness": finite(row.fitness), "statements": _statements(row.text),
                             "mutation": row.mutation, "parent": row.parent, "scores": scores})
     best = ranked[0] if ranked else None
     lineage = []
     if best is not None:
         for row in store.lineage(best.id):
-            lineage.append({"id": row.id, "fitness": _finite(row.fitness), "status": row.status,
+            lineage.append({"id": row.id, "fitness": finite(row.fitness), "status": row.status,
                             "mutation": row.mutation or "", "eval_index": row.eval_index})
     children, hits, elapsed = c.children, c.cache_hits, c.elapsed
     return {
@@ -232,7 +231,7 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
                    "rejected_reasons": c.rejected_reasons},
         "leaderboard": leaderboard,
         "best": None if best is None else {"id": best.id, "ref": f"{run_dir}#{best.id}",
-                                           "fitness": _finite(best.fitness), "program": best.text},
+                                           "fitness": finite(best.fitness), "program": best.text},
         "lineage": lineage,
         "pending": len(store.programs("pending")),
         "funnel": _funnel(store, top),
@@ -243,14 +242,14 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
 def _funnel(store: RunStore, top: int) -> list[dict]:
     """The re-checked programs, best first as the winner is chosen (`run.rechecked`)."""
     penalty = memory_penalty(store)
-    return [{"id": row.id, "funnel_fitness": _finite(row.funnel_fitness), "fitness": _finite(row.fitness),
+    return [{"id": row.id, "funnel_fitness": finite(row.funnel_fitness), "fitness": finite(row.fitness),
              "status": row.funnel_status, "state_per_param": state, "memory_penalty": penalty,
-             "ranked_fitness": _finite(ranked),
+             "ranked_fitness": finite(ranked),
              "scores": {f"{e['task']}/{e['size']}": e["fitness"] for e in store.evaluations(row.id, "funnel")}}
             for row, state, ranked in rechecked(store)[:top]]
 
 
-def _show_text(r: dict, table) -> str:
+def _show_text(r: dict) -> str:
     n = r["counts"]
     lines = [f"run {r['run']}: {n['evaluations']} evaluations, {n['children']} children, "
              f"{_pct(n['rejected'], n['children'])} rejected statically, cache hit rate "
@@ -268,8 +267,8 @@ def _show_text(r: dict, table) -> str:
     tasks = list(r["leaderboard"][0]["scores"])
     rows = [("rank", "id", "fitness", "stmts", *tasks, "mutation")]
     for k, e in enumerate(r["leaderboard"], 1):
-        rows.append((str(k), f"#{e['id']}", _fmt(e["fitness"]), str(e["statements"]),
-                     *(_fmt(e["scores"].get(t)) for t in tasks), e["mutation"] or ""))
+        rows.append((str(k), f"#{e['id']}", fmt_fitness(e["fitness"]), str(e["statements"]),
+                     *(fmt_fitness(e["scores"].get(t)) for t in tasks), e["mutation"] or ""))
     lines += ["", "leaderboard (fitness: 0 = tuned AdamW, higher is better):", table(rows)]
     if r["funnel"]:
         tasks = list(r["funnel"][0]["scores"])
@@ -278,21 +277,21 @@ def _show_text(r: dict, table) -> str:
         rows = [("rank", "id", "funnel", *memory, "search", *tasks)]
         for k, e in enumerate(r["funnel"], 1):
             state = "-" if e["state_per_param"] is None else f"{e['state_per_param']:g}"
-            rows.append((str(k), f"#{e['id']}", _fmt(e["funnel_fitness"]),
-                         *((state, _fmt(e["ranked_fitness"])) if penalty else ()), _fmt(e["fitness"]),
-                         *(_fmt(e["scores"].get(t)) for t in tasks)))
+            rows.append((str(k), f"#{e['id']}", fmt_fitness(e["funnel_fitness"]),
+                         *((state, fmt_fitness(e["ranked_fitness"])) if penalty else ()), fmt_fitness(e["fitness"]),
+                         *(fmt_fitness(e["scores"].get(t)) for t in tasks)))
         ranking = f", ranked by funnel fitness less {penalty:g} per state tensor" if penalty else ""
         lines += ["", f"funnel (re-checked on larger and held-out tasks; the winner is chosen here{ranking}):",
                   table(rows)]
     b = r["best"]
-    lines += ["", f"best on the search tasks: {b['ref']} (fitness {_fmt(b['fitness'])})", _indent(b["program"])]
+    lines += ["", f"best on the search tasks: {b['ref']} (fitness {fmt_fitness(b['fitness'])})", indent(b["program"])]
     w = r["winner"]
     if w:
         lines += ["", f"winner: #{w['id']} (chosen {chosen_by(w['basis'])}), exported to {w['export']} "
                       f"(program: {w['program']})"]
     lines += ["", "lineage (newest first):"]
     lines.append(table([("id", "fitness", "eval", "mutation")] + [
-        (f"#{x['id']}", _fmt(x["fitness"]) if x["status"] != "cached" else f"{_fmt(x['fitness'])} (cached)",
+        (f"#{x['id']}", fmt_fitness(x["fitness"]) if x["status"] != "cached" else f"{fmt_fitness(x['fitness'])} (cached)",
          str(x["eval_index"] or "-"), x["mutation"]) for x in r["lineage"]]))
     return "\n".join(lines)
 
@@ -328,10 +327,6 @@ def _statements(text: str) -> int:
 
 def _pct(a: int, b: int) -> str:
     return f"{100 * a / b:.0f}%" if b else "-"
-
-
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.rstrip("\n").splitlines())
 
 
 __all__ = ["add_run_commands", "show_report"]

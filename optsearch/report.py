@@ -10,7 +10,6 @@ report says is also written to `report.json`.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from optsearch.config import task_spec
 from optsearch.dsl import OptsearchError, Program, Var, check, parse_program, print_program
 from optsearch.dsl.printer import format_statement
 from optsearch.evaluators.fitness import memory_penalized
+from optsearch.display import finite, fmt_fitness
 from optsearch.files import write_atomically
 from optsearch.run import choose_winner, identifier, stored_config
 from optsearch.search.store import RunStore
@@ -183,18 +183,8 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def finite(x: float | None) -> float | None:
-    """`x`, or None where it is missing or not finite (JSON has no infinities)."""
-    return x if x is not None and math.isfinite(x) else None
-
-
-def fmt_fitness(x: float | None) -> str:
-    """A fitness as the reports print it: signed, 4 decimals; `-` where there is none."""
-    return "-" if x is None or not math.isfinite(x) else f"{x:+.4f}"
-
-
 def _duration(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-__all__ = ["BASELINES", "SignMomentum", "finite", "fmt_fitness", "sign_momentum", "write_report"]
+__all__ = ["BASELINES", "SignMomentum", "sign_momentum", "write_report"]

@@ -17,7 +17,9 @@ import torch
 
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
 from optsearch.dsl import OptsearchError, Program
+from optsearch.dsl.rewrite import restore_names, simplify_static
 from optsearch.evaluators import Executor, InlineExecutor
+from optsearch.evaluators.evaluate import json_safe
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
 from optsearch.programs import resolve_program
@@ -197,13 +199,8 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
     pid, basis = chosen
     row = store.program(pid)
     program = replace(parse_program(row.text), name=identifier(f"{run_dir.name}_{pid}"))
-    simplified, steps = program, []
-    try:
-        from optsearch.search.simplify import simplify
-        result = simplify(program)
-        simplified, steps = result.after, list(getattr(result, "static_steps", []) or [])
-    except ImportError:
-        pass
+    exact, steps = simplify_static(program)
+    simplified = restore_names(exact, program)
     header = (f"# Found by optsearch: run {run_dir}, program #{pid} ({row.mutation or 'warm start'}).\n"
               f"# Search fitness {row.fitness:+.4f}"
               + (f", funnel fitness {row.funnel_fitness:+.4f}" if row.funnel_fitness is not None else "")
@@ -214,7 +211,7 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
     write_atomically(best_opt, export_program(simplified))
     info = {"id": pid, "basis": basis, "fitness": row.fitness, "funnel_fitness": row.funnel_fitness,
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
-    store.set("winner", {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in info.items()})
+    store.set("winner", json_safe(info))
     return info
 
 

@@ -64,7 +64,8 @@ def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, t
         assert f"| {label} |" in text
     assert report["state_per_param"]["adamw"] == 2 and report["state_per_param"]["lion"] == 1
     assert "| mean | state/param |" in text and "less" not in text     # the run had no memory penalty
-    from optsearch.report import _markdown, fmt_fitness  # a memory-aware run's report also shows what it selected on
+    from optsearch.display import fmt_fitness
+    from optsearch.report import _markdown  # a memory-aware run's report also shows what it selected on
     aware = _markdown({**report, "memory_penalty": 0.05})
     assert "| state/param | mean less 0.05 x state |" in aware
     assert f"| 1 | {fmt_fitness(report['fitness']['lion']['mean'] - 0.05)} |" in aware
@@ -145,3 +146,13 @@ def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
 def test_every_shipped_find_holds_the_current_export_of_its_program(program_file):
     from optsearch.dsl.export import export_program
     assert (program_file.parent / "optimizer.py").read_text() == export_program(load_program(program_file))
+
+
+def test_every_shipped_report_regenerates_byte_identical_from_its_json():
+    from optsearch.report import _markdown
+
+    found = sorted((Path(__file__).resolve().parents[2] / "discovered" / "found").iterdir())
+    assert found
+    for folder in found:
+        report = json.loads((folder / "report.json").read_text())
+        assert _markdown(report) == (folder / "REPORT.md").read_text(), folder.name

@@ -30,5 +30,5 @@ def test_show_ranks_the_funnel_as_the_winner_is_chosen(tmp_path, penalty, first)
     ids = {"adam_like": _program(store, "adam_like", 0.05, 2.0), "lion_like": _program(store, "lion_like", 0.02, 1.0)}
     funnel = show_report(store, tmp_path / "run", top=5)["funnel"]
     assert [e["id"] for e in funnel][0] == ids[first] == choose_winner(store)[0]
-    text = _show_text(show_report(store, tmp_path / "run", top=5), lambda rows: "\n".join(" ".join(r) for r in rows))
+    text = _show_text(show_report(store, tmp_path / "run", top=5))
     assert ("less 0.05/state" in text) is (penalty > 0)
