@@ -158,8 +158,11 @@ class _Parser:
     def assign(self, target: str, value: ast.expr, line: int) -> None:
         """`target = value`, flattening nested sub-expressions of `value` first."""
         value = _strip_plus(value)
-        if isinstance(value, (ast.Name, ast.Constant)) or _is_negative_literal(value):
+        if isinstance(value, (ast.Name, ast.Constant)):
             raise self.error(value, "a statement must apply an op; to copy a variable just use its name")
+        if _is_negative_literal(value):  # `x = -0.5` applies neg to 0.5: how `neg` of a constant prints
+            self.body.append(Statement(target, "neg", (Const(self.number(value.operand)),), line))
+            return
         op, args = self.call(value)
         self.body.append(Statement(target, op, args, line))
 

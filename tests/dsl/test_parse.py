@@ -1,5 +1,6 @@
 """Program text -> IR: what the parser accepts, how it flattens, and how it rejects bad text."""
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -221,3 +222,13 @@ def test_parsing_never_executes_the_text(tmp_path, template):
         load_program(path)
     assert info.value.path == str(path) and info.value.line
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, -0.5])
+def test_neg_of_a_constant_prints_and_parses_back(value):
+    base = parse_program("def f(w, g, lr):\n    a = g * 2.0\n    u = a * lr\n    return u\n")
+    program = replace(base, body=(Statement("c", "neg", (Const(value),), 2), *base.body))
+    text = print_program(program)
+    again = parse_program(text)
+    assert again.body[0].op == "neg" and repr(again.body[0].args[0].value) == repr(value)
+    assert print_program(again) == text
