@@ -348,7 +348,9 @@ _register(Op("col_mean", ("x",), "factor", lambda r, x: r.col_mean(x), "_col_mea
 # `const` must be constants written in the program (they arrive in `impl` as Python floats), so
 # that the interpreter can run one batched matmul chain per parameter shape for all copies at once.
 # `impl` takes the `Reducer` first; the per-matrix math is `gram_mul_matrices` and
-# `orthogonalize_matrices` below, over batches of matrices `(..., m, n)`.
+# `orthogonalize_matrices` below, over batches of matrices `(..., m, n)`. An exported optimizer
+# calls `expr` per parameter and, on its foreach path, `foreach`: a function over lists that stacks
+# the parameters of one matrix shape into one batch (never written in place; dsl/export/runtime.py).
 
 NS_MAX_STEPS = 10
 """The most Newton-Schulz iterations `orthogonalize` runs (its `steps` is clamped to 1..10)."""
@@ -399,14 +401,16 @@ def _matrix(name, args, impl, expr, summary, result="tensor", **kw) -> None:
 
 
 _matrix("gram_mul", "x y", lambda r, x, y: r.matrices(gram_mul_matrices, x, y), "_gram_mul({0}, {1})",
-        "(x x^T) y on each parameter's matrix view (shape[0] x rest)", arg_types=("tensor", "tensor"))
+        "(x x^T) y on each parameter's matrix view (shape[0] x rest)", arg_types=("tensor", "tensor"),
+        foreach="_foreach_gram_mul({0}, {1})")
 _matrix("orthogonalize", "x a b c steps eps",
         lambda r, x, a, b, c, steps, eps: r.matrices(
             lambda m: orthogonalize_matrices(m, a, b, c, steps, eps), x),
         "_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})",
         "Newton-Schulz on each matrix view: x / max(|x|_F, eps), then round(steps) (1..10) times "
         "X <- a X + (b A + c A A) X, A = X X^T (a vector: normalised)",
-        arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5))
+        arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5),
+        number_args=(1, 2, 3, 4, 5), foreach="_foreach_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})")
 _matrix("rows", "x", lambda r, x: r.matrix_rows(), "_rows({0})",
         "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive)
 _matrix("cols", "x", lambda r, x: r.matrix_cols(), "_cols({0})",

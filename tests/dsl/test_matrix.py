@@ -267,9 +267,10 @@ class Float64Muon(torch.optim.Optimizer):
     """torch.optim.Muon's step (`_single_tensor_muon`) with Newton-Schulz in float64 instead of
     bfloat16: the exact reference."""
 
-    def __init__(self, params, lr, adjust_lr_fn=None, weight_decay=0.1, momentum=0.95):
+    def __init__(self, params, lr, adjust_lr_fn=None, weight_decay=0.1, momentum=0.95, ns_coefficients=MUON,
+                 eps=1e-7, ns_steps=5):
         super().__init__(params, dict(lr=lr, adjust_lr_fn=adjust_lr_fn, weight_decay=weight_decay,
-                                      momentum=momentum))
+                                      momentum=momentum, ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps))
 
     @torch.no_grad()
     def step(self):
@@ -278,7 +279,8 @@ class Float64Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.lerp_(p.grad, 1 - mu)
-                update = newton_schulz(p.grad.lerp(buf, mu), *MUON, 5, 1e-7)
+                update = newton_schulz(p.grad.lerp(buf, mu), *group["ns_coefficients"], group["ns_steps"],
+                                       group["eps"])
                 A, B = p.shape
                 ratio = max(1, A / B) ** 0.5 if group["adjust_lr_fn"] is None else 0.2 * max(A, B) ** 0.5
                 p.mul_(1 - lr * group["weight_decay"])
