@@ -85,7 +85,8 @@ class Op:
     Algebraic facts, sound but not always complete (a fact left out only makes rules fire less):
     `sign` gives the result's sign from the arguments' (None: nothing known). `linear` lists groups
     of argument positions the result is affine in, jointly, while the other arguments are held
-    fixed: `mul` is linear in each argument alone, `interp` in its two ends together.
+    fixed: `mul` is linear in each argument alone, `interp` in its two ends together. `shape_only`: the
+    result depends on the argument's shape alone (`rows`, `cols`), so it is a constant of each parameter.
     """
 
     name: str
@@ -105,6 +106,7 @@ class Op:
     result: str | None = None  # the result type of a `factor` op ("row" or "col") or a `matrix` op; see the end of the file
     sign: SignRule | None = None
     linear: tuple[tuple[int, ...], ...] = ()
+    shape_only: bool = False  # the result depends on its argument's shape, not its values (rows, cols)
 
     @property
     def arity(self) -> int:
@@ -412,7 +414,8 @@ _matrix("orthogonalize", "x a b c steps eps",
         arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5),
         number_args=(1, 2, 3, 4, 5), foreach="_foreach_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})")
 _matrix("rows", "x", lambda r, x: r.matrix_rows(), "_rows({0})",
-        "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive)
+        "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive,
+        shape_only=True)
 _matrix("cols", "x", lambda r, x: r.matrix_cols(), "_cols({0})",
         "number of columns of x's matrix view (prod(shape[1:]); a vector's length)", result="scalar",
-        sign=_always_positive)
+        sign=_always_positive, shape_only=True)

@@ -138,7 +138,7 @@ def w_separable(compiled: CompiledProgram) -> bool:
     for i in sorted(a.live):
         reads = a.reads[i]
         ds = [deps[r] if r is not None else frozenset() for r in reads]
-        deps[i] = frozenset().union(*ds)
+        deps[i] = frozenset() if OPS[program.body[i].op].shape_only else frozenset().union(*ds)
         if len(deps[i]) < 2:
             split[i] = True
             continue

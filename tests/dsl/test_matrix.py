@@ -13,6 +13,7 @@ from optsearch.discovered import load_zoo
 from optsearch.dsl import (OPS, CompiledProgram, FlatReducer, Layout, ProgramError, ProgramOptimizer, check,
                            matrix_ops, parse_program, structural_hash, variable_types)
 from optsearch.dsl.interpret import matrix_shape
+from optsearch.dsl.probe import MATRIX_PROBE_SHAPES, PROBE_SHAPES, probe, probe_for
 
 MUON = (3.4445, -4.775, 2.0315)
 
@@ -318,3 +319,37 @@ def test_muon_matches_a_float64_newton_schulz_reference_exactly(name):
 def test_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name):
     err = muon_errors(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=ADJUST[name]))
     assert err < 5e-3  # measured: 2.1e-3 (muon), 7.3e-4 (muon_rms); torch runs Newton-Schulz in bfloat16
+
+
+# The probe (fingerprints and the rewrites' check): a tall matrix for programs with matrix ops only.
+
+SCALED = """
+    def f(w, g, lr):
+        o = orthogonalize(g, 3.4445, -4.775, 2.0315, 5.0, 1e-07)
+        r = rows(w)
+        c = cols(w)
+        ratio = r / c
+        ratio = maximum(ratio, 1.0)
+        scale = sqrt(ratio)
+        u = o * scale
+        u = u * lr
+        return u
+"""
+
+
+def test_matrix_programs_are_probed_with_a_tall_matrix_so_shape_scalings_show():
+    """Muon's max(1, rows / cols) ** 0.5 is 1 on the plain probe's vector and wide matrix: only the
+    tall one tells the scaled program from the unscaled one."""
+    scaled = program(SCALED)
+    unscaled = program(SCALED.replace("u = o * scale", "u = o * 1.0"))
+    assert probe_for(scaled) is probe_for(unscaled) is probe(MATRIX_PROBE_SHAPES)
+    assert torch.equal(probe().updates(scaled), probe().updates(unscaled))
+    assert not torch.equal(probe_for(scaled).updates(scaled), probe_for(unscaled).updates(unscaled))
+    assert any(s[0] > s[1] for s in MATRIX_PROBE_SHAPES if len(s) == 2)
+
+
+def test_programs_without_matrix_ops_keep_the_plain_probe():
+    for name in ("adamw", "lion", "adafactor"):
+        assert probe_for(load_zoo(name)) is probe() and probe().layout.shapes == list(PROBE_SHAPES)
+    dead = program("def f(w, g, lr):\n    r = rows(w)\n    u = g * lr\n    return u\n")  # a dead matrix op
+    assert probe_for(dead) is probe()
