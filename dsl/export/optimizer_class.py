@@ -20,12 +20,11 @@ _ROLE_DOC = {
     "ns_b": "Newton-Schulz coefficient b (of A X)",
     "ns_c": "Newton-Schulz coefficient c (of A A X)",
     "ns_steps": "Newton-Schulz iterations (rounded, clamped to 1..10)",
-    "ns_eps": "lower bound on the Frobenius norm a matrix is divided by before Newton-Schulz",
+    "ns_eps": "lower bound on the Frobenius norm a matrix is divided by before Newton-Schulz (below 0: as 0)",
 }
 _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
     "eps": ("0.0 <= {x}", "Invalid epsilon value: {{{x}}}"),
     "weight_decay": ("0.0 <= {x}", "Invalid weight_decay value: {{{x}}}"),
-    "ns_eps": ("0.0 <= {x}", "Invalid ns_eps value: {{{x}}}"),
 }
 
 
