@@ -76,7 +76,8 @@ class Op:
     `number_args` are the argument positions where `expr` also accepts a Python number when
     another argument is a tensor (elsewhere the exporter passes a 0-d tensor). `foreach` is
     the op over lists of tensors, one `torch._foreach_*` call whose first argument `{0}` is a
-    list; the same call with `_` appended to the function name must overwrite `{0}` in place.
+    list; the same call with `_` appended to the function name must overwrite `{0}` in place (a matrix
+    op's `foreach` is a runtime helper over lists instead, never called in place).
     Other arguments must be lists too, except at the `foreach_scalars` positions, which also
     take a number, a list of numbers or a list of 0-d tensors (one per tensor).
     `coefficient_args` are the positions that usually hold a constant (an interpolation weight,

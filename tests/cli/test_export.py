@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from optsearch.discovered import load_zoo, zoo_names
+from optsearch.discovered import zoo_names
 
 def import_file(path: Path, name: str = "exported"):
     spec = importlib.util.spec_from_file_location(name, path)
