@@ -11,6 +11,8 @@ step so that both see the same machine state; after a warmup the median of `--st
 
 torch runs Newton-Schulz in bfloat16, the interpreter in the parameters' dtype (float32 here); so a
 third reference, `plain_f32`, is torch.optim.Muon's per-tensor loop written out in float32.
+- `export`: the zoo `muon` exported (`optsearch export muon`), its foreach path (one batched
+  Newton-Schulz per matrix shape) and its per-tensor path, against the same references.
 Writes `benchmarks/results/matrix_step_time.json` and prints a table.
 
     python benchmarks/matrix_step_time.py [--task lm] [--size small] [--steps 50] [--threads 1]
@@ -29,6 +31,7 @@ import torch
 
 from optsearch.discovered import load_zoo
 from optsearch.dsl import ProgramOptimizer
+from optsearch.dsl.export import export_program
 from optsearch.proxy_tasks.registry import get_task
 
 RESULTS = Path(__file__).parent / "results" / "matrix_step_time.json"
@@ -82,11 +85,21 @@ def measure(shapes: list[torch.Size], steps: int, warmup: int, copies: int, lr: 
     ref = torch.optim.Muon(theirs, lr=lr)
     plain = PlainMuon([p.detach().clone() for p in theirs], grads, lr)
     one = ProgramOptimizer(load_zoo("muon"), ours)
+    module: dict = {}
+    exec(compile(export_program(load_zoo("muon")), "<exported muon>", "exec"), module)
+    exported = {}
+    for path, foreach in (("export_foreach", True), ("export_per_tensor", False)):
+        params = [torch.nn.Parameter(p.detach().clone()) for p in theirs]
+        for p, g in zip(params, grads):
+            p.grad = g
+        exported[path] = module["Muon"](params, lr=lr, foreach=foreach)
     many = ProgramOptimizer(load_zoo("muon"), batched, batch_dims=1)
-    times: dict[str, list[float]] = {"torch": [], "plain": [], "interpreter": [], "interpreter_b": []}
+    times: dict[str, list[float]] = {"torch": [], "plain": [], "interpreter": [], "interpreter_b": [],
+                                     **{path: [] for path in exported}}
     for k in range(warmup + steps):
         t = {"torch": timed(ref.step), "plain": timed(plain.step), "interpreter": timed(lambda: one.step(grads, lr)),
-             "interpreter_b": timed(lambda: many.step(batched_grads, lr))}
+             "interpreter_b": timed(lambda: many.step(batched_grads, lr)),
+             **{path: timed(opt.step) for path, opt in exported.items()}}
         if k >= warmup:
             for key, v in t.items():
                 times[key].append(v)
@@ -99,6 +112,9 @@ def measure(shapes: list[torch.Size], steps: int, warmup: int, copies: int, lr: 
         f"interpreter_b{copies}_ms": 1e3 * med["interpreter_b"],
         "ratio_b1": med["interpreter"] / med["torch"],
         f"ratio_b{copies}_per_copy": med["interpreter_b"] / copies / med["torch"],
+        **{f"{path}_ms": 1e3 * med[path] for path in exported},
+        **{f"ratio_{path}": med[path] / med["torch"] for path in exported},
+        **{f"ratio_{path}_vs_plain_f32": med[path] / med["plain"] for path in exported},
     }
 
 
@@ -127,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     b = args.copies
     print(f"  interpreter muon, B={b}     {result[f'interpreter_b{b}_ms']:8.3f} ms   "
           f"per copy ratio {result[f'ratio_b{b}_per_copy']:.2f}")
+    for path in ("export_foreach", "export_per_tensor"):
+        print(f"  exported muon, {path[7:]:<10} {result[f'{path}_ms']:8.3f} ms   ratio {result[f'ratio_{path}']:.2f} "
+              f"(against the float32 loop: {result[f'ratio_{path}_vs_plain_f32']:.2f})")
 
 
 if __name__ == "__main__":

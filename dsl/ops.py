@@ -76,7 +76,8 @@ class Op:
     `number_args` are the argument positions where `expr` also accepts a Python number when
     another argument is a tensor (elsewhere the exporter passes a 0-d tensor). `foreach` is
     the op over lists of tensors, one `torch._foreach_*` call whose first argument `{0}` is a
-    list; the same call with `_` appended to the function name must overwrite `{0}` in place.
+    list; the same call with `_` appended to the function name must overwrite `{0}` in place (a matrix
+    op's `foreach` is a runtime helper over lists instead, never called in place).
     Other arguments must be lists too, except at the `foreach_scalars` positions, which also
     take a number, a list of numbers or a list of 0-d tensors (one per tensor).
     `coefficient_args` are the positions that usually hold a constant (an interpolation weight,
@@ -85,7 +86,8 @@ class Op:
     Algebraic facts, sound but not always complete (a fact left out only makes rules fire less):
     `sign` gives the result's sign from the arguments' (None: nothing known). `linear` lists groups
     of argument positions the result is affine in, jointly, while the other arguments are held
-    fixed: `mul` is linear in each argument alone, `interp` in its two ends together.
+    fixed: `mul` is linear in each argument alone, `interp` in its two ends together. `shape_only`: the
+    result depends on the argument's shape alone (`rows`, `cols`), so it is a constant of each parameter.
     """
 
     name: str
@@ -105,6 +107,7 @@ class Op:
     result: str | None = None  # the result type of a `factor` op ("row" or "col") or a `matrix` op; see the end of the file
     sign: SignRule | None = None
     linear: tuple[tuple[int, ...], ...] = ()
+    shape_only: bool = False  # the result depends on its argument's shape, not its values (rows, cols)
 
     @property
     def arity(self) -> int:
@@ -348,7 +351,9 @@ _register(Op("col_mean", ("x",), "factor", lambda r, x: r.col_mean(x), "_col_mea
 # `const` must be constants written in the program (they arrive in `impl` as Python floats), so
 # that the interpreter can run one batched matmul chain per parameter shape for all copies at once.
 # `impl` takes the `Reducer` first; the per-matrix math is `gram_mul_matrices` and
-# `orthogonalize_matrices` below, over batches of matrices `(..., m, n)`.
+# `orthogonalize_matrices` below, over batches of matrices `(..., m, n)`. An exported optimizer
+# calls `expr` per parameter and, on its foreach path, `foreach`: a function over lists that stacks
+# the parameters of one matrix shape into one batch (never written in place; dsl/export/runtime.py).
 
 NS_MAX_STEPS = 10
 """The most Newton-Schulz iterations `orthogonalize` runs (its `steps` is clamped to 1..10)."""
@@ -399,16 +404,19 @@ def _matrix(name, args, impl, expr, summary, result="tensor", **kw) -> None:
 
 
 _matrix("gram_mul", "x y", lambda r, x, y: r.matrices(gram_mul_matrices, x, y), "_gram_mul({0}, {1})",
-        "(x x^T) y on each parameter's matrix view (shape[0] x rest)", arg_types=("tensor", "tensor"))
+        "(x x^T) y on each parameter's matrix view (shape[0] x rest)", arg_types=("tensor", "tensor"),
+        foreach="_foreach_gram_mul({0}, {1})")
 _matrix("orthogonalize", "x a b c steps eps",
         lambda r, x, a, b, c, steps, eps: r.matrices(
             lambda m: orthogonalize_matrices(m, a, b, c, steps, eps), x),
         "_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})",
         "Newton-Schulz on each matrix view: x / max(|x|_F, eps), then round(steps) (1..10) times "
         "X <- a X + (b A + c A A) X, A = X X^T (a vector: normalised)",
-        arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5))
+        arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5),
+        number_args=(1, 2, 3, 4, 5), foreach="_foreach_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})")
 _matrix("rows", "x", lambda r, x: r.matrix_rows(), "_rows({0})",
-        "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive)
+        "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive,
+        shape_only=True)
 _matrix("cols", "x", lambda r, x: r.matrix_cols(), "_cols({0})",
         "number of columns of x's matrix view (prod(shape[1:]); a vector's length)", result="scalar",
-        sign=_always_positive)
+        sign=_always_positive, shape_only=True)

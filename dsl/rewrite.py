@@ -24,7 +24,7 @@ from optsearch.dsl.errors import ProgramError
 from optsearch.dsl.ir import Const, Operand, Program, Statement, Var
 from optsearch.dsl.ops import OPS
 from optsearch.dsl.printer import format_statement
-from optsearch.dsl.probe import probe
+from optsearch.dsl.probe import Probe, probe_for
 from optsearch.dsl.rules import Facts, Rule, Site, key, proposals
 
 
@@ -63,17 +63,18 @@ def to_ssa(program: Program) -> Program:
     return Program(program.name, program.params, tuple(body), returns, program.return_line)
 
 
-def behaviour(p: Program) -> torch.Tensor | None:
-    """`p`'s updates on the probe inputs; None if it cannot run on them."""
+def behaviour(p: Program, on: Probe | None = None) -> torch.Tensor | None:
+    """`p`'s updates on the probe inputs (`on`, default `probe_for(p)`); None if it cannot run on them."""
     try:
-        return probe().updates(p)
+        return (on or probe_for(p)).updates(p)
     except Exception:  # an op that cannot run on these inputs
         return None
 
 
-def same_behaviour(reference: torch.Tensor | None, p: Program) -> bool:
-    """Whether `p`'s probe updates equal `reference` (up to rounding: rtol 1e-9, NaN equal to NaN)."""
-    u = behaviour(p)
+def same_behaviour(reference: torch.Tensor | None, p: Program, on: Probe | None = None) -> bool:
+    """Whether `p`'s probe updates equal `reference` (up to rounding: rtol 1e-9, NaN equal to NaN); `on`
+    is the probe `reference` was computed on (default `probe_for(p)`)."""
+    u = behaviour(p, on)
     if reference is None or u is None:
         return False
     return u.shape == reference.shape and bool(torch.allclose(u, reference, rtol=1e-9, atol=0.0, equal_nan=True))
@@ -166,18 +167,19 @@ def simplify_static(program: Program, strict: bool = False, names: dict[str, str
     check(program)
     p = to_ssa(program)
     names = names if names is not None else original_names(program)
-    reference = behaviour(p)
+    on = probe_for(p)  # one probe for every rewrite of the program, whatever ops they remove
+    reference = behaviour(p, on)
     steps: list[str] = []
     rejected: set[tuple[Statement, str]] = set()
     while True:
         q, frozen = _frozen_state(p, names)
-        if frozen and (same_behaviour(reference, q) or _fail(strict, "frozen state", q)):
+        if frozen and (same_behaviour(reference, q, on) or _fail(strict, "frozen state", q)):
             p, steps = q, steps + frozen
         q, twins = _twin_state(p)
-        if twins and (same_behaviour(reference, q) or _fail(strict, "twin state", q)):
+        if twins and (same_behaviour(reference, q, on) or _fail(strict, "twin state", q)):
             p, steps = q, steps + twins
         q, dead = _remove_dead(p, names)
-        if dead and (same_behaviour(reference, q) or _fail(strict, "dead code removal", q)):
+        if dead and (same_behaviour(reference, q, on) or _fail(strict, "dead code removal", q)):
             p, steps = q, steps + dead
         facts, seen, applied = Facts(p), {}, False
         for i, s in enumerate(p.body):
@@ -189,7 +191,7 @@ def simplify_static(program: Program, strict: bool = False, names: dict[str, str
                 if q is None or not valid(q):
                     rejected.add((s, rule))
                     continue
-                if not same_behaviour(reference, q):
+                if not same_behaviour(reference, q, on):
                     _fail(strict, rule, q)
                     rejected.add((s, rule))
                     continue

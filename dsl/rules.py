@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Union
 import torch
 
 from optsearch.dsl.ir import Const, Operand, Program, Statement, Var
-from optsearch.dsl.ops import OPS, Sign
+from optsearch.dsl.ops import OPS, Sign, ns_steps
 
 Proposal = Union[Statement, Operand]
 """What a statement becomes: a new statement, or an operand its uses read instead."""
@@ -354,6 +354,72 @@ def _sign_of_bias_correction(site: Site):
     d = site.inner(0)
     if d is not None and d.op == "bias_correct" and _is_beta(d.args[1]) and site.facts.is_positive(d.args[2]):
         yield replace(site.statement, args=(d.args[0],))
+
+
+# --- matrix ops ----------------------------------------------------------------------------------
+# `orthogonalize` divides its argument by max(|x|_F, eps) first, so a positive scalar factor of x
+# (one number per parameter: a constant, lr, a reduction) cancels exactly, up to one rounding, when
+# eps is 0. With eps > 0 it cancels only while neither |x|_F nor |c x|_F is below eps, which no
+# static fact says (and fixed probe inputs of ordinary size would not show), so the rules do not
+# fire then. An eps below 0 clamps like 0 (a norm is never negative), and `steps` means its rounded,
+# clamped value: both are rewritten to the value they act as, so that equal programs print alike.
+# `rows` and `cols` read only the shape, and every tensor of a program has w's.
+
+
+def _is_scalar(site: Site, a: Operand) -> bool:
+    """Whether `a` is one number per parameter (a constant, lr, step, or a value made of scalars only)."""
+    if isinstance(a, Const) or a.name in ("lr", "step"):
+        return True
+    d = site.facts.defs.get(a.name)
+    if d is None:
+        return False
+    op = OPS[d.op]
+    if op.kind != "elementwise":
+        return op.result_type == "scalar"
+    return all(_is_scalar(site, x) for x in d.args)
+
+
+def _eps_zero(site: Site) -> bool:
+    return _const(site.args[5], 0.0)
+
+
+@rule("orthogonalize(x * c) = orthogonalize(x) for a scalar c > 0, eps 0", "orthogonalize")
+def _orthogonalize_of_positive_scaling(site: Site):
+    d = site.inner(0)
+    if _eps_zero(site) and d is not None and d.op == "mul":
+        for k in (0, 1):
+            c = d.args[k]
+            if site.facts.is_positive(c) and _is_scalar(site, c):
+                yield replace(site.statement, args=(d.args[1 - k], *site.args[1:]))
+
+
+@rule("orthogonalize(x / c) = orthogonalize(x) for a scalar c > 0, eps 0", "orthogonalize")
+def _orthogonalize_of_positive_division(site: Site):
+    d = site.inner(0)
+    if _eps_zero(site) and d is not None and d.op == "div":
+        c = d.args[1]
+        if site.facts.is_positive(c) and _is_scalar(site, c):
+            yield replace(site.statement, args=(d.args[0], *site.args[1:]))
+
+
+@rule("orthogonalize's eps < 0 acts as 0", "orthogonalize")
+def _orthogonalize_negative_eps(site: Site):
+    eps = site.args[5]
+    if isinstance(eps, Const) and eps.value < 0:
+        yield replace(site.statement, args=(*site.args[:5], Const(0.0)))
+
+
+@rule("orthogonalize's steps are rounded and clamped to 1..10", "orthogonalize")
+def _orthogonalize_whole_steps(site: Site):
+    steps = site.args[4]
+    if isinstance(steps, Const) and float(ns_steps(steps.value)) != steps.value:
+        yield replace(site.statement, args=(*site.args[:4], Const(float(ns_steps(steps.value))), site.args[5]))
+
+
+@rule("{op}(x) = {op}(w)", "rows", "cols")
+def _shape_of_w(site: Site):
+    if site.args[0] != Var("w") and "w" in site.program.params:
+        yield replace(site.statement, args=(Var("w"),))
 
 
 def proposals(site: Site, rules: list[Rule] | tuple[Rule, ...] = ()) -> Iterator[tuple[str, Proposal]]:

@@ -34,6 +34,12 @@ on the full parameter instead: the update becomes
 which is exactly `C⁻¹(h_low @ P) + k(w)` when `h(0, 0) = 0` (true of every zoo program), and is
 bit-identical to the plain program when `P` is the identity. A non-separable program runs wholly in
 the subspace (its update is `C⁻¹(u_low @ P)`): the part of `w` outside the subspace gets no decay.
+
+Matrix ops (`orthogonalize`, `gram_mul`, `rows`, `cols`) see what every other op sees: the projected
+matrix, `big x r`. So `muon` here orthogonalizes the momentum of the low-rank gradient (r singular
+values set near 1, mapped back by `P`: GaLore's projection with Muon's step), and its lr scaling
+`max(1, rows / cols) ** 0.5` reads `big / r`. `rows(w)` and `cols(w)` read only a shape, so they
+count as constants for separability: Muon's decoupled decay still acts on the full parameter.
 """
 from __future__ import annotations
 
@@ -130,6 +136,7 @@ def w_separable(compiled: CompiledProgram) -> bool:
     (`w`; `g` or the state; neither); a value mixing both is still a sum of the two while each op
     that builds it is affine (`Op.affine_in`) in its arguments that depend on either, the others
     held fixed (`+`, `-`, a scaling by a value depending on neither, `interp` with such a weight).
+    A value read off a shape only (`Op.shape_only`: `rows(w)`) depends on neither.
     """
     program, a = compiled.program, compiled.analysis
     deps: dict = {"w": frozenset("w"), "g": frozenset("g"), "lr": frozenset(), "step": frozenset()}
@@ -138,7 +145,7 @@ def w_separable(compiled: CompiledProgram) -> bool:
     for i in sorted(a.live):
         reads = a.reads[i]
         ds = [deps[r] if r is not None else frozenset() for r in reads]
-        deps[i] = frozenset().union(*ds)
+        deps[i] = frozenset() if OPS[program.body[i].op].shape_only else frozenset().union(*ds)
         if len(deps[i]) < 2:
             split[i] = True
             continue

@@ -20,7 +20,7 @@ import torch
 import optsearch
 from optsearch.discovered import zoo_names, zoo_path, zoo_role_names
 from optsearch.dsl import (
-    OPS, OptsearchError, canonicalize, check, format_statement, matrix_ops, print_program, structural_hash,
+    OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash,
     variable_types,
 )
 from optsearch.dsl import ROLES, RoleProgram, program_for
@@ -170,9 +170,6 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     program = resolve_program(args.program)
-    if matrix_ops(program):
-        raise OptsearchError(f"{args.program}: exporting programs with matrix ops "
-                             f"({', '.join(matrix_ops(program))}) is not supported yet")
     subspace = _subspace(args)
     if args.vote and not args.distributed:
         raise OptsearchError("--vote needs --distributed")

@@ -18,7 +18,7 @@ import torch
 
 from optsearch.dsl import OPS, Program, ProgramError, check, structural_hash
 from optsearch.dsl.analysis import reads_input
-from optsearch.dsl.probe import probe
+from optsearch.dsl.probe import probe_for
 from optsearch.dsl.rewrite import simplify_static
 
 FINGERPRINT_STEPS = 4
@@ -38,7 +38,7 @@ class Screen:
 def fingerprint(program: Program) -> tuple[str, torch.Tensor]:
     """The fingerprint hash and the raw updates `(steps, lrs, N)` it was computed from: the first
     `FINGERPRINT_STEPS` steps on the probe inputs (`optsearch.dsl.probe`)."""
-    u = probe().updates(program, FINGERPRINT_STEPS)
+    u = probe_for(program).updates(program, FINGERPRINT_STEPS)
     text = ",".join(f"{v:.{SIGNIFICANT_DIGITS}g}" for v in u.flatten().tolist())
     return hashlib.sha256(text.encode()).hexdigest()[:16], u
 

@@ -84,7 +84,7 @@ def assemble(head: str, plain: PlainOptimizer, *, runtime_parts: tuple[str, ...]
     `runtime_parts`, its code paths and `after` (a transform's subclass and functions). Compiled
     once: a generated module that does not compile is a bug, not a user's error."""
     code = "\n".join([plain.class_source, plain.paths.source, *after])
-    helpers = [name for name in runtime.OP_HELPERS if f"{name}(" in code]
+    helpers = runtime.op_helpers(code)
     parts = [head, plain.class_source, runtime.source(["_foreach_by_default", *helpers]), *runtime_parts,
              plain.paths.source, *after]
     source = "\n\n\n".join(parts) + "\n"

@@ -53,8 +53,8 @@ class _ForeachWriter:
         for i in cg.live:
             op = OPS[self.body[i].op]
             ks = {kind[r] if r is not None else "num" for r in self.a.reads[i]}
-            kind[i] = {"reduction": "scalars", "global": "tensor0", "factor": _LIST_OF.get(op.result or "")}.get(
-                op.kind) or _joined(ks)
+            kind[i] = {"reduction": "scalars", "global": "tensor0", "factor": _LIST_OF.get(op.result or ""),
+                       "matrix": "scalars" if op.result == "scalar" else "list"}.get(op.kind) or _joined(ks)
         self.kind = kind
         self.readers: dict[object, list[int]] = {}
         for i in cg.live:
@@ -249,6 +249,9 @@ class _ForeachWriter:
             return self._result(i, line, comment)
         if op.kind == "factor":
             return self._result(i, self._comprehension(i), comment)
+        if op.kind == "matrix":  # lists in, a new list out: one batch per matrix shape where `foreach` says so
+            line = op.foreach.format(*(t for _, t in operands)) if op.foreach else self._comprehension(i)
+            return self._result(i, line, comment)
         if self.kind[i] in ("num", "tensor0"):  # one value, not one per parameter
             parts = [(t, src is None or self.kind[src] == "num") for src, t in operands]
             return self._result(i, strip_parens(format_expr(s.op, parts)[0]), comment)

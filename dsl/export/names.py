@@ -3,8 +3,8 @@ its variables as Python names.
 
 Constants become constructor arguments named by their role (`name_constants`): a coefficient
 of `interp`, `bias_correct` or of a state times a constant is a beta, `w * c` added to the
-update is `weight_decay`, a small constant added on the way to a denominator is `eps`, anything
-else is `c0, c1, ...`. One argument per distinct value within a role, so AdamW's 0.9 in `interp`
+update is `weight_decay`, a small constant added on the way to a denominator is `eps`,
+`orthogonalize`'s are `ns_a, ns_b, ns_c, ns_steps, ns_eps`, anything else is `c0, c1, ...`. One argument per distinct value within a role, so AdamW's 0.9 in `interp`
 and in `bias_correct` is one `betas[0]` and changing it changes both, as in `torch.optim.Adam`.
 
 Variables keep their own names where they can (`python_names`), in a namespace the generated
@@ -21,6 +21,9 @@ from optsearch.dsl.analysis import Analysis, check
 from optsearch.dsl.ir import Const, Program
 
 EPS_MAX = 1e-3  # the largest constant still read as an epsilon
+NS_ROLES = ("ns_a", "ns_b", "ns_c", "ns_steps", "ns_eps")
+"""The roles (and argument names) of `orthogonalize`'s constants: torch.optim.Muon's
+`ns_coefficients=(ns_a, ns_b, ns_c)`, `ns_steps` and `eps`."""
 
 
 @dataclass
@@ -69,6 +72,8 @@ def name_constants(program: Program, analysis: Analysis | None = None) -> Consta
 
     def role(i: int, pos: int, v: float) -> str:
         op, reads = body[i].op, a.reads[i]
+        if op == "orthogonalize":
+            return NS_ROLES[pos - 1]
         others = [r for k, r in enumerate(reads) if k != pos and r is not None]
         if 0 <= v < 1 and (
                 (op == "interp" and pos == 2 and (i in finals or any(r in stateful for r in reads[:2])))
@@ -89,7 +94,7 @@ def name_constants(program: Program, analysis: Analysis | None = None) -> Consta
                 v = float(arg.value)
                 key = (role(i, pos, v), repr(v))
                 groups.setdefault(key, (v, []))[1].append((i, pos))
-    for r in ("weight_decay", "eps"):  # one argument each; further values become plain constants
+    for r in ("weight_decay", "eps", *NS_ROLES):  # one argument each; further values become plain constants
         for key in [k for k in groups if k[0] == r][1:]:
             v, occ = groups.pop(key)
             groups.setdefault(("constant", key[1]), (v, []))[1].extend(occ)
@@ -108,7 +113,7 @@ def name_constants(program: Program, analysis: Analysis | None = None) -> Consta
             hyper[-1].uses.append(sorted({i for i, _ in occ}))
             code.update({o: name for o in occ})
     n_const = 0
-    for r in ("eps", "weight_decay", "constant"):
+    for r in ("eps", "weight_decay", *NS_ROLES, "constant"):
         for (gr, _), (v, occ) in groups.items():
             if gr == r:
                 name = r if r != "constant" else f"c{n_const}"

@@ -16,6 +16,11 @@ _ROLE_DOC = {
     "eps": "term added to a denominator for numerical stability",
     "weight_decay": "decoupled weight decay",
     "constant": "a constant of the program",
+    "ns_a": "Newton-Schulz coefficient a (of X)",
+    "ns_b": "Newton-Schulz coefficient b (of A X)",
+    "ns_c": "Newton-Schulz coefficient c (of A A X)",
+    "ns_steps": "Newton-Schulz iterations (rounded, clamped to 1..10)",
+    "ns_eps": "lower bound on the Frobenius norm a matrix is divided by before Newton-Schulz (below 0: as 0)",
 }
 _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
     "eps": ("0.0 <= {x}", "Invalid epsilon value: {{{x}}}"),

@@ -4,6 +4,7 @@ needs torch and nothing else."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import torch
 import torch.distributed as dist
@@ -44,7 +45,103 @@ def _col_mean(x: Tensor) -> Tensor:
     return x.mean(0, keepdim=True)
 
 
-OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")  # called by the code of some ops: added where called
+def _matrix_view(x: Tensor) -> Tensor:
+    """`x` seen as a matrix (x.shape[0], rest): a vector is one row, a 0-d tensor 1 x 1."""
+    return x.reshape(1, -1) if x.dim() < 2 else x.flatten(1)
+
+
+def _addmm(x: Tensor, m1: Tensor, m2: Tensor, beta: float, alpha: float) -> Tensor:
+    """beta x + alpha (m1 @ m2) for one matrix or a batch of them, in one fused kernel."""
+    if x.dim() == 3:
+        return torch.baddbmm(x, m1, m2, beta=beta, alpha=alpha)
+    return torch.addmm(x, m1, m2, beta=beta, alpha=alpha)
+
+
+def _newton_schulz(x: Tensor, a: float, b: float, c: float, steps: float, eps: float) -> Tensor:
+    """Newton-Schulz orthogonalization of an m x n matrix or a batch (k, m, n) of them, as
+    torch.optim.Muon runs it: X = x / max(||x||_F, eps) (transposed when m > n), then `steps`
+    (rounded, clamped to 1..10; nan: 1) times X <- a X + (b A + c A A) X with A = X X^T."""
+    steps = 1 if steps != steps else int(min(max(round(min(max(steps, -1e9), 1e9)), 1), 10))
+    tall = x.shape[-2] > x.shape[-1]
+    X = x.mT if tall else x
+    X = (X / torch.clamp_min(torch.linalg.matrix_norm(X, keepdim=True), eps)).contiguous()
+    for _ in range(steps):
+        A = X @ X.mT
+        X = _addmm(X, _addmm(A, A, A, b, c), X, a, 1.0)
+    return X.mT if tall else X
+
+
+def _gram_matrices(x: Tensor, y: Tensor) -> Tensor:
+    """(x x^T) y for one m x n matrix or a batch of them; x (x^T y) when m > n (a smaller product)."""
+    if x.shape[-2] > x.shape[-1]:
+        return x @ (x.mT @ y)
+    return (x @ x.mT) @ y
+
+
+def _orthogonalize(x: Tensor, a: float, b: float, c: float, steps: float, eps: float) -> Tensor:
+    """`orthogonalize`: Newton-Schulz on `x`'s matrix view, shaped like `x`."""
+    return _newton_schulz(_matrix_view(x), a, b, c, steps, eps).reshape(x.shape)
+
+
+def _gram_mul(x: Tensor, y: Tensor) -> Tensor:
+    """`gram_mul`: (x x^T) y on the matrix views of `x` and `y`, shaped like `y`."""
+    return _gram_matrices(_matrix_view(x), _matrix_view(y)).reshape(y.shape)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """The row count of `x`'s matrix view, as a 0-d tensor like `x`."""
+    return torch.tensor(_matrix_view(x).shape[0], dtype=x.dtype, device=x.device)
+
+
+def _cols(x: Tensor) -> Tensor:
+    """The column count of `x`'s matrix view, as a 0-d tensor like `x`."""
+    return torch.tensor(_matrix_view(x).shape[1], dtype=x.dtype, device=x.device)
+
+
+def _by_matrix_view(xs: list[Tensor]) -> list[list[int]]:
+    """The positions of `xs` grouped by matrix view shape, dtype and device: what stacks into one batch."""
+    groups: dict = {}
+    for k, x in enumerate(xs):
+        groups.setdefault((_matrix_view(x).shape, x.dtype, x.device), []).append(k)
+    return list(groups.values())
+
+
+def _foreach_orthogonalize(xs: list[Tensor], a: float, b: float, c: float, steps: float,
+                           eps: float) -> list[Tensor]:
+    """`_orthogonalize` of every tensor of `xs`, one batched Newton-Schulz per matrix shape."""
+    out: list = [None] * len(xs)
+    for ks in _by_matrix_view(xs):
+        batch = _newton_schulz(torch.stack([_matrix_view(xs[k]) for k in ks]), a, b, c, steps, eps)
+        for k, o in zip(ks, batch.unbind(0)):
+            out[k] = o.reshape(xs[k].shape)
+    return out
+
+
+def _foreach_gram_mul(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+    """`_gram_mul` of every pair of `xs` and `ys`, one batched product per matrix shape."""
+    out: list = [None] * len(xs)
+    for ks in _by_matrix_view(xs):
+        batch = _gram_matrices(torch.stack([_matrix_view(xs[k]) for k in ks]),
+                               torch.stack([_matrix_view(ys[k]) for k in ks]))
+        for k, o in zip(ks, batch.unbind(0)):
+            out[k] = o.reshape(ys[k].shape)
+    return out
+
+
+# Called by the code of some ops: added where called, with the helpers they call (in this order).
+OP_HELPERS = ("_scalar", "_row_mean", "_col_mean", "_foreach_orthogonalize", "_foreach_gram_mul", "_orthogonalize",
+              "_gram_mul", "_rows", "_cols", "_by_matrix_view", "_newton_schulz", "_addmm", "_gram_matrices",
+              "_matrix_view")
+
+
+def op_helpers(code: str) -> list[str]:
+    """The `OP_HELPERS` that `code` calls, and those they call in turn."""
+    called: set[str] = set()
+    for name in OP_HELPERS:  # callers come before the helpers they call
+        calls = re.compile(rf"(?<!\w){name}\(")
+        if calls.search(code) or any(calls.search(inspect.getsource(globals()[c])) for c in called):
+            called.add(name)
+    return [name for name in OP_HELPERS if name in called]
 
 
 # ---------------------------------------------------------------------------------------------

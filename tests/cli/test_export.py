@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import matrix_ops
+from optsearch.discovered import zoo_names
 
 def import_file(path: Path, name: str = "exported"):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -48,7 +47,7 @@ def test_export_writes_a_module_that_imports_only_torch(cli, tmp_path):
     assert len(r.out.splitlines()) == 2
 
 
-@pytest.mark.parametrize("name", [name for name in zoo_names() if not matrix_ops(load_zoo(name))])
+@pytest.mark.parametrize("name", zoo_names())
 def test_exported_zoo_optimizer_imports_and_steps(cli, tmp_path, name):
     out = tmp_path / f"{name}_opt.py"
     assert cli("export", name, "-o", out, "--class-name", "Exported").code == 0
@@ -58,11 +57,11 @@ def test_exported_zoo_optimizer_imports_and_steps(cli, tmp_path, name):
     assert not torch.equal(before, after)
 
 
-def test_a_program_with_matrix_ops_is_refused_in_one_line_and_nothing_is_written(cli, tmp_path):
+def test_muon_under_distributed_is_refused_in_one_line_saying_why(cli, tmp_path):
     out = tmp_path / "muon_opt.py"
-    r = cli("export", "muon", "-o", out)
+    r = cli("export", "muon", "-o", out, "--distributed")
     assert r.code == 2 and not out.exists()
-    assert "matrix ops (orthogonalize, rows, cols) is not supported yet" in r.err and len(r.err.splitlines()) == 1
+    assert "not sign-based" in r.err and "orthogonalize" in r.err and len(r.err.splitlines()) == 1
 
 
 def test_default_class_name_is_the_one_printed(cli, tmp_path):

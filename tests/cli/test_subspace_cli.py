@@ -74,3 +74,22 @@ def test_bad_subspace_options_are_one_line_errors_with_exit_code_2(cli, tmp_path
     assert r.code == 2
     assert r.err.count("\n") == 1 and words in r.err, r.err
     assert not (tmp_path / "x.py").exists()
+
+
+def test_muon_runs_and_exports_in_the_subspace_on_the_projected_matrices(cli, tmp_path):
+    """Matrix ops in a subspace act on the projected matrix (big side x rank): Muon orthogonalizes
+    the momentum of the low-rank gradient, a known combination (GaLore's projection with Muon's step)."""
+    r = cli("eval", "muon", "--task", "quadratic", "--lr-multipliers", "1", "--subspace-rank", 4, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["status"] == "ok"
+    out = tmp_path / "muon_low.py"
+    r = cli("export", "muon", "-o", out, "--subspace-rank", 4)
+    assert r.code == 0, r.err
+    module = import_file(out, "muon_low")
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(32, 12))
+    opt = module.MuonSubspace([w], lr=1e-2)
+    w.grad = torch.randn(32, 12)
+    before = w.detach().clone()
+    opt.step()
+    assert opt.state[w]["m"].shape == (32, 4) and torch.isfinite(w).all() and not torch.equal(w, before)

@@ -301,3 +301,45 @@ def test_cli_exports_distributed_lion_and_refuses_adamw(tmp_path, capsys):
     assert main(["export", "lion", "-o", str(tmp_path / "x.py"), "--vote", "mean"]) == 2
     assert "--vote needs --distributed" in capsys.readouterr().err
     assert not (tmp_path / "x.py").exists()
+
+
+# --- matrix ops: before the sign each worker orthogonalizes its own values; muon itself cannot vote -----
+
+SIGN_OF_ORTHOGONALIZED = """def orthosign(w, g, lr, m):
+    c = interp(g, m, 0.9)
+    o = orthogonalize(c, 3.4445, -4.775, 2.0315, 5.0, 1e-07)
+    s = sign(o)
+    m = interp(g, m, 0.99)
+    r = rows(w)
+    k = sqrt(r)
+    k = k * lr
+    u = s * k
+    return u, m
+"""
+
+
+def test_muon_is_refused_naming_its_orthogonalize():
+    with pytest.raises(OptsearchError, match="not sign-based") as e:
+        export_distributed(load_zoo("muon"), source="muon.py")
+    assert "`o = orthogonalize(u, 3.4445, -4.775, 2.0315, 5.0, 1e-07)` is not sign(...) times a scale" in str(e.value)
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+def test_a_sign_of_an_orthogonalized_momentum_votes_and_alone_is_the_ordinary_export(foreach):
+    """Matrix ops before the sign run on each worker's own momentum (the vote is on the signs of its
+    orthogonalization); `rows(w)` in the scale is a shape every worker shares."""
+    program = parse_program(SIGN_OF_ORTHOGONALIZED)
+    split = split_at_sign(program)
+    assert {program.body[i].op for i in split.local} == {"interp", "orthogonalize", "sign"}
+    module = module_of(export_distributed(program))
+    x, y = data(1)
+    ours, ref = mlp(), mlp()
+    opt = module.DistributedOrthosign(ours.parameters(), lr=LR, foreach=foreach)
+    ref_opt = module_of(export_program(program)).Orthosign(ref.parameters(), lr=LR)
+    for _ in range(20):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            loss_of(model, x, y).backward()
+            o.step()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)

@@ -13,15 +13,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from optsearch.discovered import load_zoo, zoo_names
-from optsearch.dsl import OPS, OptsearchError, ProgramError, ProgramOptimizer, matrix_ops, parse_program
+from optsearch.dsl import OPS, OptsearchError, ProgramError, ProgramOptimizer, parse_program
 from optsearch.dsl.export import class_name_for, export_program, name_constants, write_export
 from optsearch.dsl.ir import Const, Program, Statement, Var
 
 from .test_factored import AdafactorReference, LionFactoredReference
 
-# Matrix ops (Newton-Schulz for Muon) are not exported yet: `optsearch export` refuses them.
-EXPORTED_OPS = {name: op for name, op in OPS.items() if op.kind != "matrix"}
-EXPORTED_ZOO = [name for name in zoo_names() if not matrix_ops(load_zoo(name))]
 
 
 @pytest.fixture(autouse=True)
@@ -159,8 +156,9 @@ REFERENCES = {
 
 def test_every_zoo_program_has_a_reference():
     from ..discovered.test_frontier_zoo import FRONTIER  # the frontier zoo's references live there
+    from .test_matrix_export import MUON_REFERENCES  # torch.optim.Muon takes 2-D parameters only: tested there
 
-    assert sorted([*REFERENCES, *FRONTIER]) == EXPORTED_ZOO
+    assert sorted([*REFERENCES, *FRONTIER, *MUON_REFERENCES]) == zoo_names()
 
 
 @pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
@@ -207,7 +205,7 @@ def interpreter_vs_export(program: Program, foreach: bool, steps: int, lr: float
 
 
 @pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
-@pytest.mark.parametrize("name", EXPORTED_ZOO)
+@pytest.mark.parametrize("name", zoo_names())
 def test_exported_zoo_matches_interpreter(name, foreach):
     interpreter_vs_export(load_zoo(name), foreach, steps=20)
 
@@ -218,8 +216,8 @@ def _op_programs() -> list[tuple[str, Program]]:
     out: dict[str, Program] = {}
     scalars = ["0.7", "lr", "step", "n", "gn"]
     tensors = ["g", "m", "w"]
-    for op in EXPORTED_OPS.values():
-        patterns = [[tensors[k % 3] for k in range(op.arity)]]
+    for op in OPS.values():
+        patterns = [[tensors[k % 3] if t != "const" else "0.7" for k, t in enumerate(op.types())]]
         for pos, want in enumerate(op.types()):
             if want == "any":
                 patterns += [[s if k == pos else tensors[k % 3] for k in range(op.arity)] for s in scalars]
@@ -243,13 +241,13 @@ def test_every_op_exports(case, foreach, dtype):
 
 def test_every_op_is_covered_by_the_completeness_test():
     covered = {name.split("[")[0] for name, _ in _op_programs()}
-    assert covered == set(EXPORTED_OPS)
+    assert covered == set(OPS)
 
 
 # Random programs: export ≡ interpreter, whatever the fusions and in-place writes do. Programs
 # mix random statements with the idioms the fast path rewrites (moving averages of squares, bias
 # corrections, decoupled decay, a final `* lr`), reusing recent values so little code is dead.
-_RANDOM_OPS = [op for op in EXPORTED_OPS.values() if op.name not in ("exp", "power", "log", "reciprocal")]
+_RANDOM_OPS = [op for op in OPS.values() if op.name not in ("exp", "power", "log", "reciprocal")]
 _IDIOMS = [  # {s}: a state, {t} {d}: fresh names, {x}: a recent tensor, {y}: any recent value
     ["{s} = interp(g, {s}, 0.9)"],
     ["{s} = {s} * 0.9", "{s} = {s} + {x}"],
@@ -288,8 +286,8 @@ def random_programs(draw) -> Program:
             new = [line.format(**names) for line in idiom]
         else:
             op = draw(st.sampled_from(_RANDOM_OPS))
-            args = [pick(want) if draw(st.integers(0, 3)) else repr(draw(st.sampled_from([0.5, 0.9, 2.0, 1e-8])))
-                    for want in op.types()]
+            args = [pick(want) if want != "const" and draw(st.integers(0, 3))
+                    else repr(draw(st.sampled_from([0.5, 0.9, 2.0, 1e-8]))) for want in op.types()]
             if any(a[0].isdigit() for a, want in zip(args, op.types()) if want == "tensor"):
                 continue
             target = draw(st.sampled_from([next(fresh), next(fresh), "update", *state]))
@@ -299,7 +297,7 @@ def random_programs(draw) -> Program:
         for line in new:  # track result types: reductions give scalars, elementwise ops follow their args
             target, _, expr = line.partition(" = ")
             words = expr.replace("(", " ").replace(",", " ").split()
-            reduces = words[0] in OPS and OPS[words[0]].kind != "elementwise"
+            reduces = words[0] in OPS and OPS[words[0]].kind != "elementwise" and OPS[words[0]].result != "tensor"
             types[target] = "tensor" if not reduces and any(types.get(n) == "tensor" for n in words) else "scalar"
             lines.append(line)
             recent.append(target)

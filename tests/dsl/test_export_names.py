@@ -16,8 +16,8 @@ from optsearch.dsl.subspace import Subspace
 
 from .program_strategies import programs, rename
 
-# The exporters write every op kind but the matrix ops (not exported yet: `optsearch export` refuses them).
-EXPORTED_OPS = tuple(name for name, op in OPS.items() if op.kind not in ("factor", "matrix"))
+# Every op but the factor ops (row and col values, which the program strategy does not draw).
+EXPORTED_OPS = tuple(name for name, op in OPS.items() if op.kind != "factor")
 
 # Names a program may use that the generated code, Python or torch might also mean: builtins,
 # (soft) keywords, torch and optimizer vocabulary, the exporters' own locals, lists and state keys
@@ -29,6 +29,7 @@ VOCABULARY = (
     "torch", "Tensor", "Optimizer", "dist", "self", "group", "state", "p", "grad", "grads", "params", "steps",
     "steps_", "signs", "P", "P_exp_avg", "P_exp_avg_sq", "loss", "closure", "foreach", "maximize", "impl",
     "defaults", "betas", "beta", "beta1", "beta2", "momentum", "eps", "weight_decay", "c0", "c1", "i", "t",
+    "ns_a", "ns_steps", "ns_eps", "xs", "ks", "batch", "tall", "A", "X", "_orthogonalize", "_matrix_view",
     "step_w", "step_weight", "w_i", "g_i", "m_state", "m_all", "m_all2", "m_new", "m_global3", "update",
     "vote", "votes", "vote_state", "work", "low", "rank", "scale", "k_runs", "w_runs", "w_low", "g_low",
     "backs", "updates", "denom", "projected", "s", "shape", "index", "before", "zero_grads", "run_steps",
@@ -64,6 +65,20 @@ ADAM = """def opt(w, g, lr, step, {m}, {v}):
     {u} = {u} + {d}
     {u} = {u} * lr
     return {u}, {m}, {v}
+"""
+
+MUON = """def opt(w, g, lr, {m}):
+    {u} = interp(g, {m}, 0.9025)
+    {m} = interp(g, {m}, 0.95)
+    {o} = orthogonalize({u}, 3.4445, -4.775, 2.0315, 5.0, 1e-07)
+    {q} = gram_mul({o}, g)
+    {r} = rows(w)
+    {c} = cols(w)
+    {s} = {r} / {c}
+    {o} = {o} + {q}
+    {o} = {o} * {s}
+    {o} = {o} * lr
+    return {o}, {m}
 """
 
 
@@ -150,9 +165,11 @@ def vocabulary_renamings(draw, program: Program) -> Program:
 
 @st.composite
 def zoo_like_programs(draw) -> Program:
-    """Lion or Adam with decoupled weight decay: the fused fast paths and the bias correction."""
-    template = draw(st.sampled_from([LION, ADAM]))
-    keys = ("m", "c", "s", "d", "u") if template is LION else ("m", "v", "q", "mh", "vh", "r", "u", "d")
+    """Lion or Adam with decoupled weight decay (the fused fast paths and the bias correction), or a
+    Muon with every matrix op (the batched helpers)."""
+    template = draw(st.sampled_from([LION, ADAM, MUON]))
+    keys = {LION: ("m", "c", "s", "d", "u"), ADAM: ("m", "v", "q", "mh", "vh", "r", "u", "d"),
+            MUON: ("m", "u", "o", "q", "r", "c", "s")}[template]
     return parse_program(template.format(**{k: f"x{k}" for k in keys}))
 
 

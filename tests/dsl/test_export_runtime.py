@@ -89,3 +89,33 @@ def test_export_modules_import_no_private_names():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optsearch"):
                 assert not [a.name for a in node.names if a.name.startswith("_")], path.name
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (4, 5, 3), (4, 3, 5)], ids=["tall", "wide", "batch-tall", "batch-wide"])
+def test_matrix_math_is_the_interpreters(shape):
+    """The export's Newton-Schulz and gram product compute what the op registry's do, bit for bit,
+    on one matrix (the plain path) and on a stacked batch (the foreach path)."""
+    from optsearch.dsl.ops import gram_mul_matrices, orthogonalize_matrices
+
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(2, *shape, generator=gen, dtype=torch.float64)
+    for steps in (0.0, 4.6, 1e300, float("nan")):
+        assert torch.equal(runtime._newton_schulz(x, 3.4445, -4.775, 2.0315, steps, 1e-7),
+                           orthogonalize_matrices(x, 3.4445, -4.775, 2.0315, steps, 1e-7))
+    assert torch.equal(runtime._gram_matrices(x, y), gram_mul_matrices(x, y))
+
+
+def test_matrix_helpers_see_every_shape_as_the_interpreter_does():
+    for shape, view in [((3, 4), (3, 4)), ((2, 3, 2), (2, 6)), ((5,), (1, 5)), ((), (1, 1)), ((0, 3), (0, 3))]:
+        x = torch.ones(shape)
+        assert runtime._matrix_view(x).shape == view
+        assert (runtime._rows(x).item(), runtime._cols(x).item()) == view and runtime._rows(x).dtype == x.dtype
+
+
+def test_a_module_holds_the_matrix_helpers_its_code_calls_and_those_they_call():
+    assert runtime.op_helpers("o = _foreach_gram_mul(m, g)") == ["_foreach_gram_mul", "_by_matrix_view",
+                                                                 "_gram_matrices", "_matrix_view"]
+    assert runtime.op_helpers("r = _rows(w)") == ["_rows", "_matrix_view"]
+    assert runtime.op_helpers("o = _orthogonalize(m, 1.5, -0.5, 0.0, 5.0, 0.0)") == [
+        "_orthogonalize", "_newton_schulz", "_addmm", "_matrix_view"]
+    assert "def _newton_schulz" not in export_program(discovered.load_zoo("adamw"))

@@ -13,6 +13,7 @@ from optsearch.discovered import load_zoo
 from optsearch.dsl import (OPS, CompiledProgram, FlatReducer, Layout, ProgramError, ProgramOptimizer, check,
                            matrix_ops, parse_program, structural_hash, variable_types)
 from optsearch.dsl.interpret import matrix_shape
+from optsearch.dsl.probe import MATRIX_PROBE_SHAPES, PROBE_SHAPES, probe, probe_for
 
 MUON = (3.4445, -4.775, 2.0315)
 
@@ -267,9 +268,10 @@ class Float64Muon(torch.optim.Optimizer):
     """torch.optim.Muon's step (`_single_tensor_muon`) with Newton-Schulz in float64 instead of
     bfloat16: the exact reference."""
 
-    def __init__(self, params, lr, adjust_lr_fn=None, weight_decay=0.1, momentum=0.95):
+    def __init__(self, params, lr, adjust_lr_fn=None, weight_decay=0.1, momentum=0.95, ns_coefficients=MUON,
+                 eps=1e-7, ns_steps=5):
         super().__init__(params, dict(lr=lr, adjust_lr_fn=adjust_lr_fn, weight_decay=weight_decay,
-                                      momentum=momentum))
+                                      momentum=momentum, ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps))
 
     @torch.no_grad()
     def step(self):
@@ -278,7 +280,8 @@ class Float64Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.lerp_(p.grad, 1 - mu)
-                update = newton_schulz(p.grad.lerp(buf, mu), *MUON, 5, 1e-7)
+                update = newton_schulz(p.grad.lerp(buf, mu), *group["ns_coefficients"], group["ns_steps"],
+                                       group["eps"])
                 A, B = p.shape
                 ratio = max(1, A / B) ** 0.5 if group["adjust_lr_fn"] is None else 0.2 * max(A, B) ** 0.5
                 p.mul_(1 - lr * group["weight_decay"])
@@ -316,3 +319,37 @@ def test_muon_matches_a_float64_newton_schulz_reference_exactly(name):
 def test_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name):
     err = muon_errors(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=ADJUST[name]))
     assert err < 5e-3  # measured: 2.1e-3 (muon), 7.3e-4 (muon_rms); torch runs Newton-Schulz in bfloat16
+
+
+# The probe (fingerprints and the rewrites' check): a tall matrix for programs with matrix ops only.
+
+SCALED = """
+    def f(w, g, lr):
+        o = orthogonalize(g, 3.4445, -4.775, 2.0315, 5.0, 1e-07)
+        r = rows(w)
+        c = cols(w)
+        ratio = r / c
+        ratio = maximum(ratio, 1.0)
+        scale = sqrt(ratio)
+        u = o * scale
+        u = u * lr
+        return u
+"""
+
+
+def test_matrix_programs_are_probed_with_a_tall_matrix_so_shape_scalings_show():
+    """Muon's max(1, rows / cols) ** 0.5 is 1 on the plain probe's vector and wide matrix: only the
+    tall one tells the scaled program from the unscaled one."""
+    scaled = program(SCALED)
+    unscaled = program(SCALED.replace("u = o * scale", "u = o * 1.0"))
+    assert probe_for(scaled) is probe_for(unscaled) is probe(MATRIX_PROBE_SHAPES)
+    assert torch.equal(probe().updates(scaled), probe().updates(unscaled))
+    assert not torch.equal(probe_for(scaled).updates(scaled), probe_for(unscaled).updates(unscaled))
+    assert any(s[0] > s[1] for s in MATRIX_PROBE_SHAPES if len(s) == 2)
+
+
+def test_programs_without_matrix_ops_keep_the_plain_probe():
+    for name in ("adamw", "lion", "adafactor"):
+        assert probe_for(load_zoo(name)) is probe() and probe().layout.shapes == list(PROBE_SHAPES)
+    dead = program("def f(w, g, lr):\n    r = rows(w)\n    u = g * lr\n    return u\n")  # a dead matrix op
+    assert probe_for(dead) is probe()

@@ -109,6 +109,17 @@ RULES_FIRING = [
     ("c = interp(g, w, 0.5)\nu = interp(g, c, 0.5)", "w, g, lr", "interp(x, interp(x, y, a), b)", 1),
     ("a = square(g)\nu = sqrt(a)", "w, g, lr", "sqrt(square(x)) = abs(x)", 1),
     ("u = bias_correct(g, 0.784, 0.967)", "w, g, lr", "bias_correct(x, c1, c2)", 1),
+    # matrix ops: a positive scalar factor cancels in orthogonalize when eps is 0; rows and cols are w's
+    ("a = g * lr\nu = orthogonalize(a, 1.5, -0.5, 0.0, 5.0, 0.0)", "w, g, lr",
+     "orthogonalize(x * c) = orthogonalize(x)", 1),
+    ("n = rms(g)\nn = n + 0.5\na = g / n\nu = orthogonalize(a, 3.4445, -4.775, 2.0315, 5.0, 0.0)", "w, g, lr",
+     "orthogonalize(x / c) = orthogonalize(x)", 1),
+    ("u = orthogonalize(g, 3.4445, -4.775, 2.0315, 5.0, -1.0)", "w, g, lr", "orthogonalize's eps < 0 acts as 0", 1),
+    ("u = orthogonalize(g, 3.4445, -4.775, 2.0315, 4.6, 0.0)", "w, g, lr",
+     "orthogonalize's steps are rounded and clamped", 1),
+    ("r = rows(g)\nc = cols(m)\nq = r / c\nu = g * q", "w, g, lr, m", "rows(x) = rows(w)", 4),
+    ("r = rows(w)\nc = cols(m)\nq = r / c\nu = g * q", "w, g, lr, m", "cols(x) = cols(w)", 4),
+    ("r = rows(w)\ns = rows(g)\nq = r / s\nu = g * q", "w, g, lr", "common subexpression", 3),
     # a state returned unchanged stays at its initial 0
     ("a = g - m\nu = sign(a)", "w, g, lr, m", "state that is never updated is 0", 1),
 ]
@@ -132,6 +143,11 @@ def test_each_rule_fires_and_keeps_behaviour(body, params, rule, after):
     ("a = g * 0.0\nu = w + a", "w, g, lr"),                # 0 * inf is nan: not an exact rewrite
     ("u = bias_correct(g, -0.5, 0.3)", "w, g, lr"),          # a complex power: nothing to fold
     ("u = bias_correct(g, 1.0, 2.0)", "w, g, lr"),           # 1 / 0
+    # eps > 0: a factor changes the result where |x|_F or |c x|_F is below eps
+    ("a = g * lr\nu = orthogonalize(a, 1.5, -0.5, 0.0, 5.0, 1e-07)", "w, g, lr"),
+    ("a = g * w\nu = orthogonalize(a, 1.5, -0.5, 0.0, 5.0, 0.0)", "w, g, lr"),    # not a scalar
+    ("a = g * -2.0\nu = orthogonalize(a, 1.5, -0.5, 0.0, 5.0, 0.0)", "w, g, lr"),  # a negative factor
+    ("a = sqrt(g)\nb = g * a\nu = orthogonalize(b, 1.5, -0.5, 0.0, 5.0, 0.0)", "w, g, lr"),
 ])
 def test_rules_do_not_fire_where_they_would_change_behaviour(body, params):
     program = _p(body, params)

@@ -251,3 +251,47 @@ def test_the_evaluators_accept_the_transform_wherever_they_accept_a_program():
     assert r.status == "ok" and all(m < 1.0 for m in r.metrics), r.error
     e = evaluate(sp, [("imitate", "small")], lr_multipliers=(1.0,))
     assert e.status == "ok", e.error
+
+
+# Matrix ops in the subspace: every op, rows and cols included, sees the projected matrix (big x rank).
+
+def test_muon_in_the_subspace_orthogonalizes_the_projected_momentum():
+    """Step 1 of `muon` with GaLore's projection, from the ops' definitions: the momentum of the
+    projected gradient `g P^T` (16 x 2) orthogonalized, scaled by max(1, 16 / 2) ** 0.5 (the projected
+    matrix's rows / cols), mapped back by P; the decoupled decay on the full parameter."""
+    from .test_matrix import MUON, newton_schulz
+
+    gen = torch.Generator().manual_seed(5)
+    w, g = torch.randn(2, 16, 8, generator=gen, dtype=torch.float64)
+    sp = SubspaceProgram(compile_program(zoo("muon")), Subspace(2, projection="svd", update_every=100))
+    assert sp.decay_on_full  # rows(w) and cols(w) read a shape only: the update stays h(g, m) + k(w)
+    (u,), _ = run(sp, [w], [[g]], 0.1)
+    P = torch.linalg.svd(g, full_matrices=False).Vh[:2]
+    low = newton_schulz((1 - 0.9025) * (g @ P.T), *MUON, 5, 1e-7) * 8 ** 0.5
+    torch.testing.assert_close(u.reshape(16, 8), 0.1 * (low @ P) + 0.1 * 0.1 * w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sub", [Subspace(3), Subspace(3, projection="svd", update_every=4)], ids=["online", "svd"])
+def test_muon_subspace_export_matches_the_interpreter(sub, tmp_path):
+    torch.manual_seed(6)
+    tensors = [torch.randn(9, 5, dtype=torch.float64), torch.randn(5, dtype=torch.float64),
+               torch.randn(4, 12, dtype=torch.float64), torch.randn(9, 5, dtype=torch.float64)]
+    grads = random_grads(tensors, 10)
+    updates, _ = run(SubspaceProgram(compile_program(zoo("muon")), sub), tensors, grads, 1e-2)
+    expected = Layout.of(tensors).flatten(tensors) - sum(updates)
+    module = import_source(export_subspace(zoo("muon"), sub), tmp_path, "muon_sub")
+    for foreach in (True, False):
+        params = [torch.nn.Parameter(t.clone()) for t in tensors]
+        opt = module.MuonSubspace(params, lr=1e-2, foreach=foreach)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = g.clone()
+            opt.step()
+        got = torch.cat([p.detach().flatten() for p in params])
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_w_separable_reads_shapes_as_constants():
+    assert w_separable(compile_program(zoo("muon"))) and w_separable(compile_program(zoo("muon_rms")))
+    scaled_by_w = parse_program("def f(w, g, lr):\n    n = rms(w)\n    u = g * n\n    u = u * lr\n    return u\n")
+    assert not w_separable(compile_program(scaled_by_w))

@@ -4,7 +4,7 @@ import torch
 
 from optsearch.discovered import load_zoo, zoo_path
 from optsearch.dsl import parse_program
-from optsearch.dsl.probe import probe
+from optsearch.dsl.probe import MATRIX_PROBE_SHAPES, probe
 from optsearch.search.equivalence import EquivalenceCache, fingerprint, matches, screen, screen_child
 
 LION_SRC = """def f(w, g, lr, m):
@@ -143,3 +143,12 @@ def test_children_are_simplified_before_they_are_hashed_and_matched():
 def test_the_fingerprint_is_computed_on_the_first_steps_of_the_one_probe():
     _, u = fingerprint(load_zoo("adam"))
     assert torch.equal(u, probe().updates(load_zoo("adam"))[:len(u)])
+
+
+def test_fingerprints_of_programs_without_matrix_ops_are_the_ones_stored_before_the_tall_matrix():
+    """Programs with matrix ops are probed with a third, tall matrix; every other program keeps the
+    two-tensor probe, so fingerprints already in run stores stay valid (hashes from before the change)."""
+    assert {n: fingerprint(load_zoo(n))[0] for n in ("adamw", "lion", "adafactor")} == {
+        "adamw": "039aa029b7237f71", "lion": "334f3d7d6e9337fd", "adafactor": "6384b8abdb6d2806"}
+    _, u = fingerprint(load_zoo("muon"))
+    assert u.shape[-1] == sum(s.numel() for s in MATRIX_PROBE_SHAPES)
