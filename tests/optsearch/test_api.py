@@ -159,3 +159,14 @@ def test_evaluate_scores_a_program_against_adamw():
     assert result.status == "ok" and [s.task for s in result.scores] == ["quadratic"]
     bad = optsearch.evaluate("def blowup(w, g, lr):\n    u = g * 1e30\n    return u\n", tasks=["quadratic/small"])
     assert bad.status == "diverged"
+
+
+@pytest.mark.slow
+def test_the_walkthrough_example_runs_end_to_end(tmp_path):
+    script = ROOT / "examples" / "walkthrough.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "found_optimizer.py").is_file()
+    losses = re.search(r"found (\S+), torch AdamW (\S+)", done.stdout)
+    assert losses and all(float(v) < 1.0 for v in losses.groups())   # both trained the model
