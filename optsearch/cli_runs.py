@@ -186,6 +186,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     if args.top < 1:
         raise OptsearchError(f"--top must be >= 1, got {args.top}")
+    if args.html and Path(args.html).is_dir():
+        raise OptsearchError(f"--html {args.html} is a directory; give the .html file to write")
     with RunStore.open(run_dir, readonly=True) as store:
         report = show_report(store, run_dir, args.top)
         if args.pareto:

@@ -86,3 +86,15 @@ def test_the_page_renders_in_chromium_and_a_click_shows_the_program(run_dir, tmp
 def run_dir_programs(run_dir: Path) -> list:
     with RunStore.open(run_dir, readonly=True) as store:
         return store.programs("all")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "{run}", "--html", "{tmp}"], "--html {tmp} is a directory; give the .html file to write"),
+    (["show", "{tmp}/nope", "--pareto"], "no run store at {tmp}/nope"),
+    (["show", "{tmp}/nope", "--html", "{tmp}/x.html"], "no run store at {tmp}/nope"),
+])
+def test_bad_show_arguments_are_one_line_errors(run_dir, tmp_path, capsys, argv, message):
+    assert main([a.format(run=run_dir, tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1
+    assert not (tmp_path / "x.html").exists()
