@@ -247,20 +247,25 @@ def _search(config: RunConfig, run_dir: Path, resume: bool, progress: ProgressAr
 
 
 class _ProgressBar:
-    """A tqdm bar over the evaluation budget (or open-ended), with the best fitness and cache hits."""
+    """A tqdm bar over the evaluation budget (or open-ended), with the best fitness and cache hits;
+    made at the first report, so that a resumed run's bar starts at the evaluations it has."""
 
     def __init__(self, config: RunConfig):
-        from tqdm.auto import tqdm
-        self.bar = tqdm(total=config.search.evaluations, unit="eval", desc=config.name, dynamic_ncols=True)
+        self.config, self.bar = config, None
 
     def update(self, c: Counters) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.config.search.evaluations, initial=c.evaluations, unit="eval",
+                            desc=self.config.name, dynamic_ncols=True)
         if c.evaluations != self.bar.n:
-            self.bar.update(c.evaluations - self.bar.n)
             best = "-" if c.best_id is None else f"{c.best_fitness:+.4f} (#{c.best_id})"
             self.bar.set_postfix_str(f"best {best}, cache hits {c.cache_hits}", refresh=False)
+            self.bar.update(c.evaluations - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 __all__ = ["OptimizerProgram", "Run", "evaluate", "evolve", "open_run", "optimizer", "program", "resume", "zoo"]

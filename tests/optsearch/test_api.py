@@ -170,3 +170,11 @@ def test_the_walkthrough_example_runs_end_to_end(tmp_path):
     assert (tmp_path / "run" / "found_optimizer.py").is_file()
     losses = re.search(r"found (\S+), torch AdamW (\S+)", done.stdout)
     assert losses and all(float(v) < 1.0 for v in losses.groups())   # both trained the model
+
+
+def test_progress_is_a_bar_on_a_terminal_and_resumes_where_the_run_is(tmp_path, capsys):
+    optsearch.evolve(tiny_config(3), tmp_path / "run").close()
+    assert "3/3" in capsys.readouterr().err
+    optsearch.resume(tmp_path / "run", max_evals=5).close()
+    err = capsys.readouterr().err
+    assert "3/5" in err and "5/5" in err and "0/5" not in err
