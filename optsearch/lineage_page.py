@@ -11,24 +11,29 @@ import difflib
 import html
 import json
 import math
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from optsearch.dsl import canonicalize, parse_program, print_program
 from optsearch.files import write_atomically
 from optsearch.records import hall_of_fame, length
 from optsearch.run import rechecked
 from optsearch.search.store import RunStore
 
-TREE_BEST = 8          # the lineage tree joins the lineages of this many best programs
+TREE_BEST = 8          # the lineage tree joins the lineages of this many best programs (and the winner's)
 
 
 def page_data(store: RunStore, run_dir: Path, tree_best: int = TREE_BEST) -> dict:
     """Everything the page shows, as JSON-ready data."""
     rows = {row.id: row for row in store.programs("all")}
-    ranked = store.programs("ranked", order="fitness")
+    winner = store.get("winner")
+    shown = [row.id for row in store.programs("ranked", order="fitness")[:tree_best]]
+    if winner and winner["id"] not in shown:      # chosen by the funnel: on the tree whatever its search fitness
+        shown.append(winner["id"])
     tree: set[int] = set()
-    for row in ranked[:tree_best]:
-        tree.update(r.id for r in store.lineage(row.id))
+    for pid in shown:
+        tree.update(r.id for r in store.lineage(pid))
     programs = []
     for pid, row in rows.items():
         parent = rows.get(row.parent) if row.parent is not None else None
@@ -38,7 +43,6 @@ def page_data(store: RunStore, run_dir: Path, tree_best: int = TREE_BEST) -> dic
             "funnel_fitness": _num(row.funnel_fitness), "reuses": row.reuses,
             "diff": _diff(parent.text, row.text, row.parent, pid) if parent is not None else "",
         })
-    winner = store.get("winner")
     c = store.counters()
     return {
         "run": str(run_dir),
@@ -47,7 +51,7 @@ def page_data(store: RunStore, run_dir: Path, tree_best: int = TREE_BEST) -> dic
                    "seconds": c.elapsed},
         "finished": store.get("finished"),
         "winner": None if not winner else winner["id"],
-        "best": [row.id for row in ranked[:tree_best]],
+        "best": shown,
         "history": [[i, _num(best), _num(median)] for i, best, median in store.history()],
         "hall_of_fame": [{"id": e.id, "length": e.length, "state_per_param": e.state_per_param,
                           "fitness": _num(e.fitness), "funnel_fitness": _num(e.funnel_fitness),
@@ -77,8 +81,16 @@ def write_page(store: RunStore, run_dir: Path, path: Path) -> None:
 
 
 def _diff(before: str, after: str, parent: int, child: int) -> str:
-    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), f"#{parent}", f"#{child}", lineterm="", n=1)
+    """What the mutation changed, between canonical forms: the warm start keeps its own names and a
+    child is stored renamed, so the raw texts would differ everywhere."""
+    a, b = _canonical(before), _canonical(after)
+    lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"#{parent}", f"#{child}", lineterm="", n=1)
     return "\n".join(lines)
+
+
+def _canonical(text: str) -> str:
+    program = canonicalize(parse_program(text))
+    return print_program(replace(program, name="program"))
 
 
 def _num(x: float | None) -> float | None:

@@ -79,7 +79,7 @@ function hallOfFame() {
 }
 
 function tree() {
-  document.body.append(el("h2", {}, `Lineage of the ${DATA.best.length} best programs (click a node)`));
+  document.body.append(el("h2", {}, `Lineage of the best programs and the winner (click a node; larger: the best)`));
   const ids = new Set(DATA.tree), kids = new Map(), roots = [];
   for (const id of DATA.tree) {
     const p = BY_ID.get(id).parent;
@@ -139,7 +139,7 @@ function select(id) {
       const cls = line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "";
       d.append(el("span", cls ? {class: cls} : {}, line + "\n"));
     }
-    box.append(el("p", {}, "the mutation's diff from its parent:"), d);
+    box.append(el("p", {}, "what the mutation changed (canonical forms of the parent and this program):"), d);
   }
   box.scrollIntoView({block: "nearest"});
 }
