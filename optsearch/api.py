@@ -83,7 +83,7 @@ def program(spec: str | Path | Program | OptimizerProgram) -> OptimizerProgram:
     if isinstance(spec, Program):
         return OptimizerProgram(spec, f"<{spec.name}>")
     text = str(spec)
-    if isinstance(spec, str) and "\n" in text and text.lstrip().startswith(("def ", "#", '"""')):
+    if isinstance(spec, str) and ("\n" in text or text.startswith("def ")):   # program text, not a name
         return OptimizerProgram(parse_program(text, path="<text>"), "<text>")
     return OptimizerProgram(resolve_program(text), text)
 

@@ -178,3 +178,18 @@ def test_progress_is_a_bar_on_a_terminal_and_resumes_where_the_run_is(tmp_path, 
     optsearch.resume(tmp_path / "run", max_evals=5).close()
     err = capsys.readouterr().err
     assert "5/5" in err and not any(f" {n}/5 " in err for n in (0, 1, 2))   # no restart from zero
+
+
+def test_code_in_a_programs_docstring_never_runs_when_its_optimizer_is_made(tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    payload = f"__import__('pathlib').Path({str(marker)!r}).write_text('ran') or print('EXECUTED')"
+    text = (f'"""{payload}"""\n'
+            f"def sneaky(w, g, lr, m):  # {payload}\n"
+            f'    """Momentum SGD.\n    \\"\\"\\"\n    {payload}\n    """\n'
+            f"    m = interp(m, g, 0.1)  # {payload}\n"
+            f"    u = m * lr\n"
+            f"    return u, m\n")
+    opt = optsearch.optimizer(text, [torch.nn.Parameter(torch.ones(3))], lr=0.1)
+    opt.param_groups[0]["params"][0].grad = torch.ones(3)
+    opt.step()
+    assert not marker.exists() and "EXECUTED" not in capsys.readouterr().out
