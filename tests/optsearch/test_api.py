@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import _thread
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -45,16 +46,18 @@ def test_readme_python_example_runs_unchanged(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_interrupt_from_another_thread_stops_cleanly_and_resume_loses_nothing(tmp_path):
-    """As a notebook's interrupt button does: KeyboardInterrupt raised in the main thread from
-    elsewhere, wherever the search happens to be."""
+@pytest.mark.parametrize("interrupt", [_thread.interrupt_main, lambda: signal.raise_signal(signal.SIGINT)],
+                         ids=["interrupt_main", "SIGINT"])
+def test_an_interrupt_from_another_thread_stops_cleanly_and_resume_loses_nothing(tmp_path, interrupt):
+    """As a notebook's interrupt button does (Jupyter sends the kernel SIGINT): KeyboardInterrupt
+    raised in the main thread from elsewhere, wherever the search happens to be."""
     run_dir = tmp_path / "run"
     sent = []
 
     def interrupt_after_three(counters):
         if counters.evaluations >= 3 and not sent:
             sent.append(counters.evaluations)
-            threading.Thread(target=_thread.interrupt_main).start()
+            threading.Thread(target=interrupt).start()
 
     run = optsearch.evolve(tiny_config(30), run_dir, progress=interrupt_after_three)
     assert run.interrupted and sent
