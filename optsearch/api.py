@@ -213,11 +213,14 @@ def resume(run: Run | str | Path, *, max_evals: int | None = None, seconds: floa
     executor may change). Given a `Run`, that object is brought up to date and returned."""
     path = run.path if isinstance(run, Run) else Path(run)
     config = with_overrides(stored_config(path), max_evals, executor, workers, address, seconds)
-    if isinstance(run, Run):
-        run.close()
-    done = _search(config, path, True, progress)
     if not isinstance(run, Run):
-        return done
+        return _search(config, path, True, progress)
+    run.close()
+    try:
+        done = _search(config, path, True, progress)
+    except BaseException:
+        run._store = RunStore.open(path, readonly=True)    # the caller's run stays readable
+        raise
     run._store, run.outcome, run.interrupted = done._store, done.outcome, done.interrupted
     return run
 
