@@ -196,3 +196,24 @@ def test_code_in_a_programs_docstring_never_runs_when_its_optimizer_is_made(tmp_
     opt.param_groups[0]["params"][0].grad = torch.ones(3)
     opt.step()
     assert not marker.exists() and "EXECUTED" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_an_interrupted_search_on_ray_resumes_with_nothing_lost(ray_local, tmp_path):
+    config = {**tiny_config(16), "executor": {"kind": "ray", "workers": 2}}
+    sent = []
+
+    def interrupt_after_three(counters):
+        if counters.evaluations >= 3 and not sent:
+            sent.append(counters.evaluations)
+            threading.Thread(target=_thread.interrupt_main).start()
+
+    run = optsearch.evolve(config, tmp_path / "run", progress=interrupt_after_three)
+    assert run.interrupted
+    before = finished_evaluations(run.path)
+    run = optsearch.resume(run, progress=False)
+    after = finished_evaluations(run.path)
+    assert run.finished.reason == "budget" and after.keys() == set(range(1, 17))
+    assert {i: after[i] for i in before} == before
+    run.close()
