@@ -1,6 +1,7 @@
 """`optsearch show RUN --html FILE` and `--pareto`: the page opens in a real browser, offline."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -48,6 +49,10 @@ def test_pareto_prints_the_hall_of_fame(run_dir, capsys):
     assert "by length" in out and "by optimizer state per parameter" in out
     for e in front:
         assert re.search(rf"#{e.id}\*?\s+{e.length}\s", out)
+    assert main(["show", str(run_dir), "--pareto", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["hall_of_fame"]
+    assert [e["id"] for e in data["length"]] == [e.id for e in front]
+    assert all(e["state_per_param"] is not None for e in data["state"])
 
 
 def test_the_page_renders_in_chromium_and_a_click_shows_the_program(run_dir, tmp_path):
