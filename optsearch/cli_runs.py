@@ -14,6 +14,8 @@ from optsearch.config import load_config
 from optsearch.display import finite, fmt_fitness, indent, table
 from optsearch.dsl import OptsearchError, parse_program
 from optsearch.evaluators import ExecutorLost
+from optsearch.lineage_page import write_page
+from optsearch.records import hall_of_fame
 from optsearch.report import BASELINES, write_report
 from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
@@ -38,6 +40,12 @@ def add_run_commands(command: AddCommand) -> None:
     show.add_argument("--top", type=int, default=10, metavar="K", help="leaderboard length (default: %(default)s)")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.add_argument("--plot", metavar="FILE.png", help="also plot best and median fitness over evaluations")
+    show.add_argument("--pareto", action="store_true",
+                      help="the hall of fame: the best program at each length (and at each optimizer-state size) "
+                           "that beats every smaller one")
+    show.add_argument("--html", metavar="FILE.html",
+                      help="also write one self-contained page: fitness, hall of fame, lineage tree with each "
+                           "mutation's diff, every program, the funnel")
 
     rep = command("report", cmd_report, "ship a run's winner (or --id N): program, export and a report "
                                         "comparing it with AdamW and Lion on held-out tasks")
@@ -177,16 +185,45 @@ def cmd_show(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     if args.top < 1:
         raise OptsearchError(f"--top must be >= 1, got {args.top}")
+    if args.html and Path(args.html).is_dir():
+        raise OptsearchError(f"--html {args.html} is a directory; give the .html file to write")
     with RunStore.open(run_dir, readonly=True) as store:
         report = show_report(store, run_dir, args.top)
+        if args.pareto:
+            report["hall_of_fame"] = {by: [_hall_json(e) for e in hall_of_fame(store, by)] for by in ("length", "state")}
         if args.plot:
             _plot(store, Path(args.plot), run_dir)
+        if args.html:
+            write_page(store, run_dir, Path(args.html))
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.pareto:
+        print(_pareto_text(report))
     else:
         print(_show_text(report))
-    if args.plot:
-        print(f"wrote {args.plot}")
+    for path in (args.plot, args.html):
+        if path:
+            print(f"wrote {path}")
+
+
+def _hall_json(e) -> dict:
+    return {"id": e.id, "length": e.length, "state_per_param": e.state_per_param, "fitness": finite(e.fitness),
+            "funnel_fitness": finite(e.funnel_fitness), "mutation": e.mutation, "winner": e.winner, "text": e.text}
+
+
+def _pareto_text(r: dict) -> str:
+    lines = [f"run {r['run']}: hall of fame (fitness: 0 = tuned AdamW, higher is better; * = the run's winner)"]
+    for by, title in (("length", "by length (live statements)"), ("state", "by optimizer state per parameter")):
+        rows = [("id", "length", "state/param", "fitness", "funnel", "mutation")]
+        for e in r["hall_of_fame"][by]:
+            state = "-" if e["state_per_param"] is None else f"{e['state_per_param']:g}"
+            rows.append((f"#{e['id']}" + ("*" if e["winner"] else ""), str(e["length"]), state, fmt_fitness(e["fitness"]),
+                         fmt_fitness(e["funnel_fitness"]), e["mutation"] or "warm start"))
+        lines += ["", f"{title}:", table(rows) if len(rows) > 1 else "  (no ranked program yet)"]
+    front = r["hall_of_fame"]["length"]
+    if front:
+        lines += ["", f"shortest on the front: {r['run']}#{front[0]['id']}", indent(front[0]["text"])]
+    return "\n".join(lines)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
