@@ -20,6 +20,43 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
         p.device == first.device and p.dtype == first.dtype for p in params)
 
 
+def _fused_by_default(params: list[Tensor]) -> bool:
+    """fused=None (with foreach=None) means fused when every tensor is on a CPU or CUDA device."""
+    return all(p.device.type in ("cpu", "cuda") for p in params)
+
+
+class _CompiledStep:
+    """The fused path's step function, compiled by torch.compile on its first call with dynamic
+    shapes, so that one compile serves parameters of every size. `compiles` counts the graphs
+    compiled (a new rank, dtype or `maximize` adds one; a new learning rate never does). If
+    compiling fails here (no C++ compiler, no Dynamo for this Python), `error` says why and `run`
+    returns False from then on, so that the caller takes another path."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiles = 0
+        self.error: str | None = None
+        self._compiled = None
+
+    def _backend(self, gm, example_inputs):
+        self.compiles += 1
+        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
+
+    def run(self, *args) -> bool:
+        """Run the compiled step on `args`; False (and nothing written) if it cannot be compiled."""
+        if self.error is not None:
+            return False
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, backend=self._backend, dynamic=True, fullgraph=True)
+            self._compiled(*args)
+        except Exception as e:  # a compiler missing or failing; the step's own errors surface on the other path
+            first = (str(e).strip().splitlines() or [""])[0]
+            self.error = f"{type(e).__name__}: {first}"
+            return False
+        return True
+
+
 def _scalar(x: float, like: Tensor | None = None) -> Tensor:
     """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
     that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
@@ -44,7 +81,8 @@ def _col_mean(x: Tensor) -> Tensor:
     return x.mean(0, keepdim=True)
 
 
-OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")  # called by the code of some ops: added where called
+OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")
+FUSED = ("_fused_by_default", "_CompiledStep")  # every module with a fused path  # called by the code of some ops: added where called
 
 
 # ---------------------------------------------------------------------------------------------
