@@ -51,8 +51,8 @@ class _CompiledStep:
                 self._compiled = torch.compile(self.fn, backend=self._backend, dynamic=True, fullgraph=True)
             self._compiled(*args)
         except Exception as e:  # a compiler missing or failing; the step's own errors surface on the other path
-            first = (str(e).strip().splitlines() or [""])[0]
-            self.error = f"{type(e).__name__}: {first}"
+            cause = getattr(e, "inner_exception", None) or e.__cause__ or e  # torch wraps the compiler's error
+            self.error = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
             return False
         return True
 
