@@ -208,8 +208,9 @@ class _FusedWriter:
         for i, dep in self.dens.items():
             if dep:
                 lines.append(f"        {self.den_name(i)} = {self.den_expr(i)}")
-        # detach(): the same memory, seen as a plain tensor, whose size Dynamo keeps dynamic (a Parameter's it fixes)
-        call = ["_param.detach()", "_grads[_i]", *(f"{cg.state_list(s)}[_i]" for s in cg.state),
+        # detach(): the same memory, seen as a plain tensor, whose size Dynamo keeps dynamic (a Parameter's it
+        # fixes); _as_1d: a 0-d tensor seen as shape (1,), since a compiled step loses in-place writes to 0-d inputs
+        call = ["_as_1d(_param.detach())", "_as_1d(_grads[_i])", *(f"_as_1d({cg.state_list(s)}[_i])" for s in cg.state),
                 *(f"_scalar({n}, _param)" if n not in ("step",) and self._is_number(n) else n for n in per_param),
                 *(["*_numbers[_key]"] if per_group else []), "_maximize"]
         lines += wrap(f"        if not {names.compiled}.run(", call, "):")

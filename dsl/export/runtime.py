@@ -57,6 +57,12 @@ class _CompiledStep:
         return True
 
 
+def _as_1d(x: Tensor) -> Tensor:
+    """`x`, or a 0-d `x` as the same memory of shape (1,): torch.compile drops in-place writes to a
+    0-d input (torch 2.13, dynamic shapes), so the fused step never gets one."""
+    return x.view(1) if x.dim() == 0 else x
+
+
 def _scalar(x: float, like: Tensor | None = None) -> Tensor:
     """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
     that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
@@ -82,7 +88,7 @@ def _col_mean(x: Tensor) -> Tensor:
 
 
 OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")
-FUSED = ("_fused_by_default", "_CompiledStep")  # every module with a fused path  # called by the code of some ops: added where called
+FUSED = ("_fused_by_default", "_CompiledStep", "_as_1d")  # every module with a fused path  # called by the code of some ops: added where called
 
 
 # ---------------------------------------------------------------------------------------------

@@ -706,3 +706,13 @@ def test_programs_may_reuse_python_and_generated_names():
 """)
     for path in PATHS:
         interpreter_vs_export(program, path, steps=4)
+
+
+def test_a_0d_parameter_steps_on_the_fused_path():
+    """torch.compile drops in-place writes to 0-d inputs; the fused step sees them as shape (1,)."""
+    Sgd = exported("sgd")
+    p = torch.nn.Parameter(torch.tensor(1.0))
+    p.grad = torch.tensor(0.5)
+    Sgd([p], lr=0.1, fused=True).step()
+    assert_fused_ran_compiled(Sgd)
+    assert p.item() == pytest.approx(0.95) and p.shape == ()
