@@ -193,26 +193,29 @@ class _FusedWriter:
         for i, dep in self.dens.items():
             if not dep:
                 lines.append(f"    {self.den_name(i)} = {self.den_expr(i)}")
-        if per_group:
-            lines.append("    _numbers = {}  # (dtype, device) -> the group's numbers as 0-d tensors")
+        numbers = [f"_scalar({n}, _param)" if n != "step" and self._is_number(n) else n for n in per_param]
+        numbers += [f"_scalar({n}, _param)" for n in per_group]
+        by_param = bool(per_param or by_step or any(self.dens.values()))
+        if numbers:  # parameters of one step count, dtype and device read the same numbers: made once
+            lines.append("    _numbers = {}  # (step, dtype, device) -> the numbers the step reads, as 0-d tensors")
         lines.append("    for _i, _param in enumerate(_params):")
-        if per_group:
-            lines += ["        _key = (_param.dtype, _param.device)",
-                      "        if _key not in _numbers:",
-                      *wrap("            _numbers[_key] = (", [f"_scalar({n}, _param)" for n in per_group],
-                            ",)" if len(per_group) == 1 else ")")]
-        if by_step or any(self.dens.values()) or "step" in per_param:
-            lines.append("        step = _steps[_i].to(_param)")
-        for i in by_step:
-            lines.append(f"        {self.hoisted_name(i)} = {self.driver_expr(i)}  # {cg.named_statement(i)}")
-        for i, dep in self.dens.items():
-            if dep:
-                lines.append(f"        {self.den_name(i)} = {self.den_expr(i)}")
+        if numbers:
+            key = "_steps[_i].item(), _param.dtype, _param.device" if by_param else "_param.dtype, _param.device"
+            lines += [f"        _key = ({key})",
+                      "        _n = _numbers.get(_key)",
+                      "        if _n is None:"]
+            if by_param:
+                lines.append("            step = _steps[_i].to(_param)")
+            for i in by_step:
+                lines.append(f"            {self.hoisted_name(i)} = {self.driver_expr(i)}  # {cg.named_statement(i)}")
+            for i, dep in self.dens.items():
+                if dep:
+                    lines.append(f"            {self.den_name(i)} = {self.den_expr(i)}")
+            lines += wrap("            _n = _numbers[_key] = (", numbers, ",)" if len(numbers) == 1 else ")")
         # detach(): the same memory, seen as a plain tensor, whose size Dynamo keeps dynamic (a Parameter's it
         # fixes); _as_1d: a 0-d tensor seen as shape (1,), since a compiled step loses in-place writes to 0-d inputs
         call = ["_as_1d(_param.detach())", "_as_1d(_grads[_i])", *(f"_as_1d({cg.state_list(s)}[_i])" for s in cg.state),
-                *(f"_scalar({n}, _param)" if n not in ("step",) and self._is_number(n) else n for n in per_param),
-                *(["*_numbers[_key]"] if per_group else []), "_maximize"]
+                *(["*_n"] if numbers else []), "_maximize"]
         lines += wrap(f"        if not {names.compiled}.run(", call, "):")
         lines.append("            # not compiled here: the foreach path takes the rest of the group")
         rest = [f"{x}[_i:]" for x in lists] + [f"{n}={n}" for n in ["lr", *hyper]] + ["_maximize=_maximize"]
