@@ -79,11 +79,18 @@ class _FusedWriter:
                     r is None or r in ("lr", "step") or r in self.hoisted for r in reads[1:]):
                 self.dens[i] = any(r == "step" or self.hoisted.get(r, False) for r in reads[1:])
         self.kernel = [i for i in cg.live if i not in self.hoisted]
+        # interp with a weight the driver knows: torch.lerp's two formulas (|a| < 0.5 or not) chosen
+        # there, once, instead of both computed for every element and one selected.
+        self.lerps = [i for i in self.kernel if self.body[i].op == "interp"
+                      and (self.a.reads[i][2] is None or self.a.reads[i][2] == "lr" or self.a.reads[i][2] in self.hoisted)]
 
     # -- names ------------------------------------------------------------------------------
 
     def hoisted_name(self, i: int) -> str:
         return self.cg.derived(i, f"h{i}")
+
+    def hi_name(self, i: int) -> str:
+        return self.cg.derived(i, f"hi{i}")
 
     def den_name(self, i: int) -> str:
         return self.cg.derived(i, f"den{i}")
@@ -147,7 +154,8 @@ class _FusedWriter:
     def step_lines(self, fn: str, per_param: list[str], per_group: list[str]) -> list[str]:
         cg, body, a = self.cg, self.body, self.a
         tensors = ["_param", "_grad", *(cg.state_list(s) for s in cg.state)]
-        lines = [*wrap(f"def {fn}(", tensors + per_param + per_group + ["_maximize"], "):"),
+        his = [self.hi_name(i) for i in self.lerps]
+        lines = [*wrap(f"def {fn}(", tensors + per_param + per_group + his + ["_maximize"], "):"),
                  '    """The update of one parameter, compiled once by torch.compile: every number is a 0-d',
                  "    tensor in the parameter's dtype. It writes the parameter and its state in place.\"\"\""]
         reads = {r for i in self.kernel for r in a.reads[i]} | {a.outputs[0], *cg.finals.values()}
@@ -162,6 +170,9 @@ class _FusedWriter:
             if i in self.dens:
                 x = self.cg.operand(i, 0)
                 expr = f"{self.step_text(*x)} / {self.den_name(i)}"
+            elif i in self.lerps:  # torch.lerp(x, y, a), as torch computes it
+                x, y, w = (self.step_text(*cg.operand(i, k)) for k in range(3))
+                expr = f"{y} - ({y} - {x}) * (1 - {w}) if {self.hi_name(i)} else {x} + {w} * ({y} - {x})"
             else:
                 parts = [(self.step_text(src, t), False)
                          for src, t in (cg.operand(i, k) for k in range(len(body[i].args)))]
@@ -195,6 +206,7 @@ class _FusedWriter:
                 lines.append(f"    {self.den_name(i)} = {self.den_expr(i)}")
         numbers = [f"_scalar({n}, _param)" if n != "step" and self._is_number(n) else n for n in per_param]
         numbers += [f"_scalar({n}, _param)" for n in per_group]
+        numbers += [f"bool(abs({self.driver_text(*cg.operand(i, 2))}) >= 0.5)" for i in self.lerps]
         by_param = bool(per_param or by_step or any(self.dens.values()))
         if numbers:  # parameters of one step count, dtype and device read the same numbers: made once
             lines.append("    _numbers = {}  # (step, dtype, device) -> the numbers the step reads, as 0-d tensors")
