@@ -1,12 +1,13 @@
 """The one assembler of every exported module: the class name, the module's header, the
-program's plain optimizer (its class and its two code paths) and what a transform adds.
+program's plain optimizer (its class and its code paths) and what a transform adds.
 
 A module is laid out as torch's own optimizers are: the class, then the functions that apply
 the program to a param group, a plain path (`_single_tensor_*`, one parameter at a time, one
 line per statement, easy to audit), a foreach path (`_multi_tensor_*`, `torch._foreach_*` over
 all tensors) and, where the program allows, a fused path (`_fused_*`, the step of one parameter
-compiled by torch.compile into one loop, no temporaries; default on CPU and CUDA). A transform (`distributed`, `subspace`) adds a subclass
-whose `step` calls the same code paths, and the runtime functions it needs.
+compiled by torch.compile into one loop, no temporaries; default on CPU and CUDA). A transform
+(`distributed`, `subspace`) adds a subclass whose `step` calls the plain and foreach paths, and the
+runtime functions it needs.
 """
 from __future__ import annotations
 

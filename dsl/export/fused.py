@@ -82,7 +82,7 @@ class _FusedWriter:
         # interp with a weight the driver knows: torch.lerp's two formulas (|a| < 0.5 or not) chosen
         # there, once, instead of both computed for every element and one selected.
         self.lerps = [i for i in self.kernel if self.body[i].op == "interp"
-                      and (self.a.reads[i][2] is None or self.a.reads[i][2] == "lr" or self.a.reads[i][2] in self.hoisted)]
+                      and (self.a.reads[i][2] in (None, "lr") or self.a.reads[i][2] in self.hoisted)]
 
     # -- names ------------------------------------------------------------------------------
 

@@ -87,8 +87,8 @@ def _col_mean(x: Tensor) -> Tensor:
     return x.mean(0, keepdim=True)
 
 
-OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")
-FUSED = ("_fused_by_default", "_CompiledStep", "_as_1d")  # every module with a fused path  # called by the code of some ops: added where called
+OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")  # called by the code of some ops: added where called
+FUSED = ("_fused_by_default", "_CompiledStep", "_as_1d")  # every module with a fused path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -708,6 +708,19 @@ def test_programs_may_reuse_python_and_generated_names():
         interpreter_vs_export(program, path, steps=4)
 
 
+def test_param_groups_added_later_step_on_the_fused_path():
+    ours, ref = mlp(), mlp()
+    opt_ours = exported("adamw")(ours[0].parameters(), lr=1e-2, fused=True)
+    opt_ref = torch.optim.AdamW(ref[0].parameters(), lr=1e-2)
+    train(ours, opt_ours, steps=5)
+    train(ref, opt_ref, steps=5)
+    opt_ours.add_param_group({"params": ours[2].parameters(), "lr": 3e-2, "weight_decay": 0.1})
+    opt_ref.add_param_group({"params": ref[2].parameters(), "lr": 3e-2, "weight_decay": 0.1})
+    train(ours, opt_ours, steps=10)
+    train(ref, opt_ref, steps=10)
+    assert_same_params(ours, ref)
+
+
 def test_a_0d_parameter_steps_on_the_fused_path():
     """torch.compile drops in-place writes to 0-d inputs; the fused step sees them as shape (1,)."""
     Sgd = exported("sgd")

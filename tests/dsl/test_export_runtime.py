@@ -29,6 +29,18 @@ def test_row_and_col_means_broadcast_against_their_tensor(shape, row, col):
         torch.testing.assert_close(runtime._col_mean(x), x.mean(0, keepdim=True))
 
 
+def test_fused_by_default_on_cpu_and_cuda_devices():
+    assert runtime._fused_by_default([torch.ones(2), torch.ones(3, dtype=torch.float64)])
+    assert not runtime._fused_by_default([torch.ones(2), torch.ones(3, device="meta")])
+
+
+def test_as_1d_views_only_0d_tensors():
+    x = torch.tensor(2.0)
+    assert runtime._as_1d(x).shape == (1,) and runtime._as_1d(x).data_ptr() == x.data_ptr()
+    y = torch.ones(2, 3)
+    assert runtime._as_1d(y) is y
+
+
 def test_foreach_by_default_only_for_one_device_and_dtype():
     assert runtime._foreach_by_default([torch.ones(2), torch.ones(3)])
     assert not runtime._foreach_by_default([torch.ones(2), torch.ones(3, dtype=torch.float64)])
@@ -70,7 +82,7 @@ def test_generated_modules_hold_the_runtime_functions_source():
     lion, factored = discovered.load_zoo("lion"), discovered.load_zoo("lion_factored")
     modules = {runtime.DISTRIBUTED: export_distributed(lion),
                runtime.SUBSPACE: export_subspace(lion, Subspace(rank=2)),
-               ("_foreach_by_default", "_row_mean", "_col_mean"): export_program(factored)}
+               ("_foreach_by_default", "_row_mean", "_col_mean", *runtime.FUSED): export_program(factored)}
     for names, module in modules.items():
         for name in names:
             assert inspect.getsource(getattr(runtime, name)).rstrip() in module, name

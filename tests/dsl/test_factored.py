@@ -314,7 +314,8 @@ def test_export_matches_the_interpreter(name, path, dtype):
     gen = torch.Generator().manual_seed(5)
     ours = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in SHAPES]
     cls = exported(program)
-    opt = cls(ours, lr=lr, **{"fused": {"fused": True}, "foreach": {"foreach": True}, "per_tensor": {"foreach": False}}[path])
+    paths = {"fused": {"fused": True}, "foreach": {"foreach": True}, "per_tensor": {"foreach": False}}
+    opt = cls(ours, lr=lr, **paths[path])
     for gs in grads:
         for p, g in zip(ours, gs):
             p.grad = g.clone()
