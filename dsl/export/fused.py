@@ -8,8 +8,8 @@ Two functions are written:
 - the step (`_fused_step_*`): one parameter, its gradient and state, and every number it reads as
   a 0-d tensor in the parameter's dtype, so that a new learning rate (an LR scheduler) or another
   param group's hyperparameters are new tensor values, never a recompile. It is compiled with
-  dynamic shapes: one compile serves parameters of every size (a few more for other ranks, dtypes,
-  `maximize`).
+  dynamic shapes, and a program blind to shapes (no row/col ops) gets every tensor as a vector, so
+  one compile serves parameters of every shape (one more per dtype, `maximize`, size-1 tensors).
 - the driver (`_fused_*`), with the signature of the other two paths, which computes outside the
   compiled step what depends only on `lr`, `step` and constants (a bias correction's
   `1 - beta ** step`): left inside, the compiler would recompute it for every element.
@@ -224,10 +224,11 @@ class _FusedWriter:
                 if dep:
                     lines.append(f"            {self.den_name(i)} = {self.den_expr(i)}")
             lines += wrap("            _n = _numbers[_key] = (", numbers, ",)" if len(numbers) == 1 else ")")
-        # detach(): the same memory, seen as a plain tensor, whose size Dynamo keeps dynamic (a Parameter's it
-        # fixes); _as_1d: a 0-d tensor seen as shape (1,), since a compiled step loses in-place writes to 0-d inputs
-        call = ["_as_1d(_param.detach())", "_as_1d(_grads[_i])", *(f"_as_1d({cg.state_list(s)}[_i])" for s in cg.state),
-                *(["*_n"] if numbers else []), "_maximize"]
+        # detach(): the same memory, seen as a plain tensor, whose size Dynamo keeps dynamic (a Parameter's it fixes)
+        flat = all(OPS[self.body[i].op].kind in ("elementwise", "reduction") for i in self.kernel)
+        tensors = ["_param.detach()", "_grads[_i]", *(f"{cg.state_list(s)}[_i]" for s in cg.state)]
+        lines += wrap("        _tensors = _step_tensors(", [str(flat), *tensors], ")")
+        call = ["*_tensors", *(["*_n"] if numbers else []), "_maximize"]
         lines += wrap(f"        if not {names.compiled}.run(", call, "):")
         lines.append("            # not compiled here: the foreach path takes the rest of the group")
         rest = [f"{x}[_i:]" for x in lists] + [f"{n}={n}" for n in ["lr", *hyper]] + ["_maximize=_maximize"]

@@ -57,10 +57,13 @@ class _CompiledStep:
         return True
 
 
-def _as_1d(x: Tensor) -> Tensor:
-    """`x`, or a 0-d `x` as the same memory of shape (1,): torch.compile drops in-place writes to a
-    0-d input (torch 2.13, dynamic shapes), so the fused step never gets one."""
-    return x.view(1) if x.dim() == 0 else x
+def _step_tensors(flat: bool, *tensors: Tensor) -> list[Tensor]:
+    """A parameter's tensors (the same memory) as the fused step takes them: with `flat` (a program
+    blind to shapes) and all contiguous, as vectors, so that one compile serves every shape; else as
+    they are, a 0-d one as shape (1,), since torch.compile drops in-place writes to 0-d inputs."""
+    if flat and all(t.is_contiguous() for t in tensors):  # detach(): else Dynamo guards on the view's base
+        return [t.view(-1).detach() for t in tensors]
+    return [t.view(1) if t.dim() == 0 else t for t in tensors]
 
 
 def _scalar(x: float, like: Tensor | None = None) -> Tensor:
@@ -88,7 +91,7 @@ def _col_mean(x: Tensor) -> Tensor:
 
 
 OP_HELPERS = ("_scalar", "_row_mean", "_col_mean")  # called by the code of some ops: added where called
-FUSED = ("_fused_by_default", "_CompiledStep", "_as_1d")  # every module with a fused path
+FUSED = ("_fused_by_default", "_CompiledStep", "_step_tensors")  # every module with a fused path
 
 
 # ---------------------------------------------------------------------------------------------

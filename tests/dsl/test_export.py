@@ -540,7 +540,7 @@ def test_a_scheduler_changing_lr_every_step_never_recompiles():
     train(ours, opt_ours, steps=1)
     train(ref, opt_ref, steps=1)
     compiles = Adam.compiled_step.compiles
-    assert compiles == 2  # one per rank of the mlp's parameters (matrices, vectors)
+    assert compiles == 1  # one for the mlp's matrices and vectors: the step sees them flat
     train(ours, opt_ours, steps=30, scheduler=torch.optim.lr_scheduler.LambdaLR(opt_ours, decay))
     train(ref, opt_ref, steps=30, scheduler=torch.optim.lr_scheduler.LambdaLR(opt_ref, decay))
     assert_same_params(ours, ref)

@@ -34,11 +34,14 @@ def test_fused_by_default_on_cpu_and_cuda_devices():
     assert not runtime._fused_by_default([torch.ones(2), torch.ones(3, device="meta")])
 
 
-def test_as_1d_views_only_0d_tensors():
-    x = torch.tensor(2.0)
-    assert runtime._as_1d(x).shape == (1,) and runtime._as_1d(x).data_ptr() == x.data_ptr()
-    y = torch.ones(2, 3)
-    assert runtime._as_1d(y) is y
+def test_step_tensors_are_views_flat_or_as_they_are():
+    x, y, t = torch.tensor(2.0), torch.ones(2, 3), torch.ones(3, 2).mT
+    flat = runtime._step_tensors(True, x, y)
+    assert [v.shape for v in flat] == [(1,), (6,)] and flat[1].data_ptr() == y.data_ptr()
+    kept = runtime._step_tensors(True, y, t)  # not all contiguous: shapes kept
+    assert kept[0] is y and kept[1] is t
+    shaped = runtime._step_tensors(False, x, y)  # row/col ops need the shape; a 0-d tensor becomes (1,)
+    assert shaped[0].shape == (1,) and shaped[0].data_ptr() == x.data_ptr() and shaped[1] is y
 
 
 def test_foreach_by_default_only_for_one_device_and_dtype():
