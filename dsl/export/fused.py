@@ -11,8 +11,10 @@ Two functions are written:
   dynamic shapes, and a program blind to shapes (no row/col ops) gets every tensor as a vector, so
   one compile serves parameters of every shape (one more per dtype, `maximize`, size-1 tensors).
 - the driver (`_fused_*`), with the signature of the other two paths, which computes outside the
-  compiled step what depends only on `lr`, `step` and constants (a bias correction's
-  `1 - beta ** step`): left inside, the compiler would recompute it for every element.
+  compiled step what depends only on `lr`, `step` and constants: left inside, the compiler would
+  recompute it for every element. A bias correction `x / (1 - beta ** step)` becomes `x` times the
+  reciprocal computed there (a division per element costs more than the memory traffic of a
+  step; the result may differ in the last bit, as the foreach path's folded forms do).
 
 A program is declined (the class says why, and `fused=None` takes the foreach path) when one of its
 ops spans all parameters (`global_norm`): the fused step sees one parameter at a time. Reductions
@@ -93,7 +95,8 @@ class _FusedWriter:
         return self.cg.derived(i, f"hi{i}")
 
     def den_name(self, i: int) -> str:
-        return self.cg.derived(i, f"den{i}")
+        """The name of `1 / (1 - beta ** step)` of bias correction `i`."""
+        return self.cg.derived(i, f"bc{i}")
 
     def driver_text(self, src, text: str) -> str:
         """A value's name in the driver (constants: their hyperparameter name, `text`)."""
@@ -117,8 +120,10 @@ class _FusedWriter:
         return strip_parens(format_expr(self.body[i].op, parts)[0])
 
     def den_expr(self, i: int) -> str:
+        """`1 / (1 - beta ** step)`, a tensor (so that 1 / 0 is inf), as the plain path's numbers."""
         (bs, bt), (ss, st) = self.cg.operand(i, 1), self.cg.operand(i, 2)
-        return f"1 - {self.driver_text(bs, bt)} ** {self.driver_text(ss, st)}"
+        den = f"1 - {self.driver_text(bs, bt)} ** {self.driver_text(ss, st)}"
+        return f"1 / ({den})" if self.dens[i] else f"1 / _scalar({den})"
 
     # -- what the compiled step reads -------------------------------------------------------
 
@@ -169,7 +174,7 @@ class _FusedWriter:
         for i in self.kernel:
             if i in self.dens:
                 x = self.cg.operand(i, 0)
-                expr = f"{self.step_text(*x)} / {self.den_name(i)}"
+                expr = f"{self.step_text(*x)} * {self.den_name(i)}"
             elif i in self.lerps:  # torch.lerp(x, y, a), as torch computes it
                 x, y, w = (self.step_text(*cg.operand(i, k)) for k in range(3))
                 expr = f"{y} - ({y} - {x}) * (1 - {w}) if {self.hi_name(i)} else {x} + {w} * ({y} - {x})"
