@@ -5,7 +5,7 @@ A module is laid out as torch's own optimizers are: the class, then the function
 the program to a param group, a plain path (`_single_tensor_*`, one parameter at a time, one
 line per statement, easy to audit), a foreach path (`_multi_tensor_*`, `torch._foreach_*` over
 all tensors) and, where the program allows, a fused path (`_fused_*`, the step of one parameter
-compiled by torch.compile into one loop, no temporaries; default on CPU and CUDA). A transform
+compiled by torch.compile into one loop, no temporaries; the default on CPU). A transform
 (`distributed`, `subspace`) adds a subclass whose `step` calls the plain and foreach paths, and the
 runtime functions it needs.
 """

@@ -116,7 +116,8 @@ def _docstring(cg: Codegen, declined: str | None = None) -> list[str]:
     else:
         arg("fused", "compile each parameter's step with torch.compile into one loop that allocates "
                      "nothing (the first step compiles, for seconds; a new lr never recompiles); None "
-                     "(default) uses it on CPU and CUDA unless ``foreach`` is given; ``compiled_step`` "
+                     "(default) uses it when all parameters of a group are on the CPU, unless ``foreach`` is "
+                     "given; ``compiled_step`` "
                      "counts the compiles and says why, if compiling failed here, the foreach path ran.")
     return out
 

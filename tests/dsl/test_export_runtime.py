@@ -29,7 +29,7 @@ def test_row_and_col_means_broadcast_against_their_tensor(shape, row, col):
         torch.testing.assert_close(runtime._col_mean(x), x.mean(0, keepdim=True))
 
 
-def test_fused_by_default_on_cpu_and_cuda_devices():
+def test_fused_by_default_on_the_cpu_only():
     assert runtime._fused_by_default([torch.ones(2), torch.ones(3, dtype=torch.float64)])
     assert not runtime._fused_by_default([torch.ones(2), torch.ones(3, device="meta")])
 
