@@ -12,7 +12,10 @@ cache as it is) is timed apart. Minor page faults per step count full-size alloc
 temporary of a large tensor is faulted in page by page. Writes
 `benchmarks/results/export_step_time.json` and prints a table.
 
-    python benchmarks/export_step_time.py --threads 1 [--steps 15] [--sizes 1M,25M]
+    python benchmarks/export_step_time.py --threads 1 [--steps 15] [--sizes 1M,25M] [--device cuda]
+
+With `--device cuda` the same table is made on a GPU (each step synchronized; page faults are then
+host-side only and say nothing of GPU memory).
 """
 from __future__ import annotations
 
@@ -47,10 +50,10 @@ def exported_class(zoo_name: str, class_name: str) -> type[torch.optim.Optimizer
     return getattr(module, class_name)
 
 
-def model_params(width: int, layers: int, seed: int = 0) -> list[torch.Tensor]:
+def model_params(width: int, layers: int, seed: int = 0, device: str = "cpu") -> list[torch.Tensor]:
     """Parameters of `layers` Linear(width, width) layers, with fixed random gradients."""
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)])
+    net = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)]).to(device)
     params = list(net.parameters())
     for p in params:
         p.requires_grad_(False)
@@ -81,20 +84,26 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_interleaved(makers: dict, width: int, layers: int, warmup: int, steps: int) -> dict[str, dict]:
+def time_interleaved(makers: dict, width: int, layers: int, warmup: int, steps: int,
+                     device: str = "cpu") -> dict[str, dict]:
     """Per contender: the first step's seconds, the median seconds and page faults per later step."""
-    opts = {name: make(model_params(width, layers)) for name, make in makers.items()}
+    opts = {name: make(model_params(width, layers, device=device)) for name, make in makers.items()}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     names = list(opts)
     first, times, faults = {}, {n: [] for n in names}, {n: [] for n in names}
     for name in names:
+        sync()
         start = time.perf_counter()
         opts[name].step()
+        sync()
         first[name] = time.perf_counter() - start
     for k in range(warmup + steps):
         order = names[k % len(names):] + names[:k % len(names)]
         for name in order:
+            sync()
             f0, start = minor_faults(), time.perf_counter()
             opts[name].step()
+            sync()
             if k >= warmup:
                 times[name].append(time.perf_counter() - start)
                 faults[name].append(minor_faults() - f0)
@@ -115,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--sizes", default="1M,25M", help=f"comma-separated, of {', '.join(SIZES)}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"JSON to write (default: {RESULTS}, or export_step_time_cuda.json on cuda)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    out = args.out or (RESULTS if args.device == "cpu" else RESULTS.with_name("export_step_time_cuda.json"))
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in sizes:
         if s not in SIZES:
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         width, layers = SIZES[size]
         n_params = (width * width + width) * layers
         for optimizer, reference in (("AdamW", "torch.optim.AdamW(fused=True)"), ("Lion", "lion_pytorch.Lion")):
-            result = time_interleaved(contenders(optimizer), width, layers, args.warmup, args.steps)
+            result = time_interleaved(contenders(optimizer), width, layers, args.warmup, args.steps, args.device)
             ref_ms = result[reference]["median_ms"]
             for name, r in result.items():
                 target = TARGETS.get((optimizer, size, name.removeprefix("exported "), reference))
@@ -139,15 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                              "met": None if target is None else ratio <= target})
     result = {
         "benchmark": "export_step_time", "torch": torch.__version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(), "device": "cpu", "dtype": "float32",
+        "threads": torch.get_num_threads(), "device": args.device, "dtype": "float32",
         "model": {s: f"{SIZES[s][1]} x Linear({SIZES[s][0]}, {SIZES[s][0]})" for s in sizes},
         "warmup": args.warmup, "steps": args.steps, "statistic": "median over interleaved steps",
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"float32 on CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; median of "
+    print(f"float32 on {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}; median of "
           f"{args.steps} interleaved steps; ratio against the first reference of each block")
     print(f"{'optimizer':<6} {'size':>4}  {'contender':<33} {'first ms':>9} {'step ms':>9} {'ratio':>6} "
           f"{'faults/step':>11}  target")
@@ -156,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             " ok" if r["met"] else " MISSED")
         print(f"{r['optimizer']:<6} {r['size']:>4}  {r['contender']:<33} {r['first_step_ms']:>9.1f} "
               f"{r['median_ms']:>9.2f} {r['ratio']:>6.3f} {r['page_faults_per_step']:>11.0f}  {target}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
