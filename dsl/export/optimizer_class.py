@@ -109,7 +109,8 @@ def _docstring(cg: Codegen, declined: str | None = None) -> list[str]:
         arg(h.arg, f"{_ROLE_DOC[h.role]}: {where} (default: {h.default}).")
     arg("maximize", "maximize the objective instead of minimizing it (default: False).")
     arg("foreach", "use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False); None "
-                   "(default) leaves the choice to ``fused``.")
+                   "(default): the fused path where it is the default, else the foreach path when all "
+                   "parameters of a group share one CPU or CUDA device and dtype.")
     if declined:
         arg("fused", f"not available for this program ({declined}); None (default) takes the foreach path "
                      "when all parameters of a group share one CPU or CUDA device and dtype.")
@@ -117,8 +118,8 @@ def _docstring(cg: Codegen, declined: str | None = None) -> list[str]:
         arg("fused", "compile each parameter's step with torch.compile into one loop that allocates "
                      "nothing (the first step compiles, for seconds; a new lr never recompiles); None "
                      "(default) uses it when all parameters of a group are on the CPU, unless ``foreach`` is "
-                     "given; ``compiled_step`` "
-                     "counts the compiles and says why, if compiling failed here, the foreach path ran.")
+                     "given. ``compiled_step.compiles`` counts the compiles; where compiling fails, the "
+                     "foreach path runs and ``compiled_step.error`` says why.")
     return out
 
 

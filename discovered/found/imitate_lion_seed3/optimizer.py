@@ -52,12 +52,13 @@ class ImitateLionSeed3(Optimizer):
             (default: 2.01).
         maximize: maximize the objective instead of minimizing it (default: False).
         foreach: use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False);
-            None (default) leaves the choice to ``fused``.
+            None (default): the fused path where it is the default, else the foreach path when
+            all parameters of a group share one CPU or CUDA device and dtype.
         fused: compile each parameter's step with torch.compile into one loop that allocates
             nothing (the first step compiles, for seconds; a new lr never recompiles); None
             (default) uses it when all parameters of a group are on the CPU, unless ``foreach``
-            is given; ``compiled_step`` counts the compiles and says why, if compiling failed
-            here, the foreach path ran.
+            is given. ``compiled_step.compiles`` counts the compiles; where compiling fails, the
+            foreach path runs and ``compiled_step.error`` says why.
     """
 
     def __init__(self, params, lr: float = 0.001, betas: tuple[float, float] = (0.899, 0.99021),
