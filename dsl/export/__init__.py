@@ -1,15 +1,16 @@
 """Export a program as a standalone `torch.optim.Optimizer` module that needs only torch.
 
 Every export is made by one assembler (`assemble`): the program's plain optimizer, a class whose
-two code paths are written by `plain` (one parameter at a time, one line per statement) and
-`foreach` (`torch._foreach_*` over all tensors), named by `names` (constants become constructor
-arguments named by their role), with the class written by `optimizer_class`. A transform adds a
-subclass and its runtime functions: `distributed` (workers vote on the sign, Distributed Lion),
+code paths are written by `plain` (one parameter at a time, one line per statement), `foreach`
+(`torch._foreach_*` over all tensors) and `fused` (each parameter's step compiled by torch.compile
+into one loop, the default; declined by programs with ops over all parameters), named by `names`
+(constants become constructor arguments named by their role), with the class written by
+`optimizer_class`. A transform adds a subclass and its runtime functions: `distributed` (workers vote on the sign, Distributed Lion),
 `subspace` (the program on low-rank projected gradients). `runtime` holds the functions the
 generated modules call, copied into them from their source.
 
 `step` is kept per parameter as a float64 tensor (exact counts) and used in the parameter's
-dtype, as the interpreter does, except in a bias correction with a named beta, which the fast
+dtype, as the interpreter does, except in a bias correction with a named beta, which the foreach
 path computes in Python floats, as torch's Adam does.
 """
 from optsearch.dsl.export.assemble import check_class_name, class_name_for, export_program, write_export

@@ -1,11 +1,13 @@
 """The one assembler of every exported module: the class name, the module's header, the
-program's plain optimizer (its class and its two code paths) and what a transform adds.
+program's plain optimizer (its class and its code paths) and what a transform adds.
 
 A module is laid out as torch's own optimizers are: the class, then the functions that apply
 the program to a param group, a plain path (`_single_tensor_*`, one parameter at a time, one
-line per statement, easy to audit) and a fast path (`_multi_tensor_*`, `torch._foreach_*` over
-all tensors, default on CPU and CUDA). A transform (`distributed`, `subspace`) adds a subclass
-whose `step` calls the same code paths, and the runtime functions it needs.
+line per statement, easy to audit), a foreach path (`_multi_tensor_*`, `torch._foreach_*` over
+all tensors) and, where the program allows, a fused path (`_fused_*`, the step of one parameter
+compiled by torch.compile into one loop, no temporaries; the default on CPU). A transform
+(`distributed`, `subspace`) adds a subclass whose `step` calls the plain and foreach paths, and the
+runtime functions it needs.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from optsearch.dsl.errors import OptsearchError
 from optsearch.dsl.export import runtime
 from optsearch.dsl.export.codegen import Codegen
 from optsearch.dsl.export.foreach import write_multi_tensor
+from optsearch.dsl.export.fused import FusedNames, fused_declines, write_fused
 from optsearch.dsl.export.names import MODULE_IMPORTS, name_constants
 from optsearch.dsl.export.optimizer_class import class_source
 from optsearch.dsl.export.plain import write_single_tensor
@@ -46,18 +49,27 @@ def header(doc: str, names: list[str], distributed: bool = False) -> str:
 
 @dataclass(frozen=True)
 class CodePaths:
-    """The program's code paths: the names of the plain and the foreach function, and their source."""
+    """The program's code paths: the names of the plain, the foreach and the fused functions (the
+    fused one None where the program declines it: `declined` says why), and their source."""
 
     single: str
     multi: str
     source: str
+    fused: FusedNames | None = None
+    declined: str | None = None
 
 
-def code_paths(cg: Codegen, prefix: str = "") -> CodePaths:
-    """`_single_tensor{prefix}_NAME` and `_multi_tensor{prefix}_NAME`, written for `cg`'s program."""
+def code_paths(cg: Codegen, prefix: str = "", fused: bool = False) -> CodePaths:
+    """`_single_tensor{prefix}_NAME` and `_multi_tensor{prefix}_NAME`, written for `cg`'s program,
+    and with `fused` the fused path `_fused{prefix}_NAME` where the program allows it."""
     single, multi = (f"_{kind}{prefix}_{cg.program.name}" for kind in ("single_tensor", "multi_tensor"))
     source = "\n".join(write_single_tensor(cg, single)) + "\n\n\n" + "\n".join(write_multi_tensor(cg, multi))
-    return CodePaths(single, multi, source)
+    declined = fused_declines(cg) if fused else None
+    if not fused or declined:
+        return CodePaths(single, multi, source, None, declined)
+    names = FusedNames.of(f"{prefix.strip('_')}_{cg.program.name}" if prefix else cg.program.name)
+    source += "\n\n\n" + "\n".join(write_fused(cg, names, multi))
+    return CodePaths(single, multi, source, names)
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,9 @@ def plain_optimizer(program: Program, name: str) -> PlainOptimizer:
     """`program` as the class `name` with its code paths; `ProgramError` if the program is invalid."""
     a = check(program)
     cg = Codegen.of(program, a, name_constants(program, a))
-    paths = code_paths(cg)
-    return PlainOptimizer(cg, name, paths, class_source(cg, name, paths.single, paths.multi))
+    paths = code_paths(cg, fused=True)
+    return PlainOptimizer(cg, name, paths, class_source(cg, name, paths.single, paths.multi, paths.fused,
+                                                        paths.declined))
 
 
 def assemble(head: str, plain: PlainOptimizer, *, runtime_parts: tuple[str, ...] = (),
@@ -85,8 +98,11 @@ def assemble(head: str, plain: PlainOptimizer, *, runtime_parts: tuple[str, ...]
     once: a generated module that does not compile is a bug, not a user's error."""
     code = "\n".join([plain.class_source, plain.paths.source, *after])
     helpers = runtime.op_helpers(code)
-    parts = [head, plain.class_source, runtime.source(["_foreach_by_default", *helpers]), *runtime_parts,
+    fused = runtime.FUSED if plain.paths.fused else ()
+    parts = [head, plain.class_source, runtime.source(["_foreach_by_default", *fused, *helpers]), *runtime_parts,
              plain.paths.source, *after]
+    if plain.paths.fused:
+        parts.append(f"{plain.name}.compiled_step = {plain.paths.fused.compiled}")
     source = "\n\n\n".join(parts) + "\n"
     compile(source, f"<{what} of {plain.cg.program.name}>", "exec")
     return source

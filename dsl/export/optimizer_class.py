@@ -28,12 +28,13 @@ _VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
 }
 
 
-def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
-    """The source of `class cls(Optimizer)`, calling `single` (plain) or `multi` (foreach)."""
+def class_source(cg: Codegen, cls: str, single: str, multi: str, fused=None, declined: str | None = None) -> str:
+    """The source of `class cls(Optimizer)`, calling `single` (plain), `multi` (foreach) or, where the
+    program has one (`fused`, `FusedNames`), the fused path; `declined` says why it has none."""
     hyper = cg.constants.hyper
     sig = ["self", "params", f"lr: float = {DEFAULT_LR!r}", *hyper_signature(hyper)]
-    sig += ["*", "maximize: bool = False", "foreach: bool | None = None"]
-    first, *doc = _docstring(cg)
+    sig += ["*", "maximize: bool = False", "foreach: bool | None = None", "fused: bool | None = None"]
+    first, *doc = _docstring(cg, declined)
     lines = [f"class {cls}(Optimizer):", '    r"""' + first]
     lines += [f"    {line}" if line else "" for line in doc] + ['    """', ""]
     lines += [*wrap("    def __init__(", sig, "):"),
@@ -53,14 +54,21 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
             cond, msg = _VALIDATION[h.role]
             lines += [f"        if not {cond.format(x=h.arg)}:",
                       f'            raise ValueError(f"{msg.format(x=h.arg)}")']
-    keys = ["lr"] + [h.arg for h in hyper] + ["maximize", "foreach"]
+    lines += ["        if foreach and fused:",
+              '            raise ValueError("foreach and fused cannot both be True; choose one path")']
+    if fused is None:
+        reason = (declined or "it was exported without one").replace('"', "'")
+        lines += ["        if fused:",
+                  f'            raise ValueError("fused=True is not available for this program: {reason}")']
+    keys = ["lr"] + [h.arg for h in hyper] + ["maximize", "foreach", "fused"]
     lines += [*wrap("        defaults = dict(", [f"{k}={k}" for k in keys], ")"),
               "        super().__init__(params, defaults)", "",
               "    def __setstate__(self, state):",
               "        super().__setstate__(state)",
               "        for group in self.param_groups:",
               '            group.setdefault("maximize", False)',
-              '            group.setdefault("foreach", None)', "",
+              '            group.setdefault("foreach", None)',
+              '            group.setdefault("fused", None)', "",
               *step_header(),
               "        for group in self.param_groups:"]
     state_lists, collect = collect_lines(cg, cls)
@@ -68,11 +76,12 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
     unpack, kwargs = group_kwargs(hyper)
     lines += unpack
     call_lists = ["params", "grads"] + state_lists + (["steps"] if cg.uses_step else [])
-    lines += [*dispatch_lines(single, multi, call_lists + kwargs), "        return loss"]
+    lines += [*dispatch_lines(single, multi, call_lists + kwargs, fused=fused.driver if fused else None),
+              "        return loss"]
     return "\n".join(lines)
 
 
-def _docstring(cg: Codegen) -> list[str]:
+def _docstring(cg: Codegen, declined: str | None = None) -> list[str]:
     """The class docstring, one line per item: the update as math, the program, the args."""
     p = cg.program
     out = [f"The optsearch program ``{p.name}`` as a ``torch.optim.Optimizer``.", "",
@@ -104,8 +113,18 @@ def _docstring(cg: Codegen) -> list[str]:
                           for n, uses in zip(h.code_names, h.uses))
         arg(h.arg, f"{_ROLE_DOC[h.role]}: {where} (default: {h.default}).")
     arg("maximize", "maximize the objective instead of minimizing it (default: False).")
-    arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
-                   "group share one CPU or CUDA device and dtype.")
+    arg("foreach", "use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False); None "
+                   "(default): the fused path where it is the default, else the foreach path when all "
+                   "parameters of a group share one CPU or CUDA device and dtype.")
+    if declined:
+        arg("fused", f"not available for this program ({declined}); None (default) takes the foreach path "
+                     "when all parameters of a group share one CPU or CUDA device and dtype.")
+    else:
+        arg("fused", "compile each parameter's step with torch.compile into one loop that allocates "
+                     "nothing (the first step compiles, for seconds; a new lr never recompiles); None "
+                     "(default) uses it when all parameters of a group are on the CPU, unless ``foreach`` is "
+                     "given. ``compiled_step.compiles`` counts the compiles; where compiling fails, the "
+                     "foreach path runs and ``compiled_step.error`` says why.")
     return out
 
 
@@ -118,12 +137,22 @@ def hyper_signature(hyper) -> list[str]:
     return out
 
 
-def dispatch_lines(single: str, multi: str, args: list[str], indent: str = "            ") -> list[str]:
-    """Inside the param-group loop: the lines choosing the plain or the foreach path and calling it."""
-    return [f'{indent}foreach = group["foreach"]',
+def dispatch_lines(single: str, multi: str, args: list[str], indent: str = "            ",
+                   fused: str | None = None) -> list[str]:
+    """Inside the param-group loop: the lines choosing the plain, the foreach or (where there is one:
+    `fused`) the fused path and calling it. torch's rule: an explicit `foreach` wins over the default."""
+    if fused is None:
+        return [f'{indent}foreach = group["foreach"]',
+                f"{indent}if foreach is None:",
+                f"{indent}    foreach = _foreach_by_default(params)",
+                f"{indent}impl = {multi} if foreach else {single}",
+                *wrap(f"{indent}impl(", args, ")")]
+    return [f'{indent}foreach, fused = group["foreach"], group.get("fused")',
+            f"{indent}if fused is None:",
+            f"{indent}    fused = foreach is None and _fused_by_default(params)",
             f"{indent}if foreach is None:",
             f"{indent}    foreach = _foreach_by_default(params)",
-            f"{indent}impl = {multi} if foreach else {single}",
+            f"{indent}impl = {fused} if fused else {multi} if foreach else {single}",
             *wrap(f"{indent}impl(", args, ")")]
 
 
@@ -163,6 +192,9 @@ def collect_lines(cg, cls: str) -> tuple[list[str], list[str]]:
               "                    continue",
               "                if p.grad.is_sparse:",
               f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+              "                if p.is_complex():",
+              f'                    raise RuntimeError("{cls} does not support complex parameters; optimize "',
+              '                                       "torch.view_as_real(p) as a real parameter instead")',
               "                state = self.state[p]",
               "                if not state:",
               '                    state["step"] = torch.tensor(0.0, dtype=torch.float64)']

@@ -21,6 +21,54 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
         p.device == first.device and p.dtype == first.dtype for p in params)
 
 
+def _fused_by_default(params: list[Tensor]) -> bool:
+    """fused=None (with foreach=None) means fused when every tensor is on the CPU. On CUDA the fused
+    step works (fused=True) but is not the default: it is launched once per parameter, ~35 us of
+    host time each, which would outweigh a GPU's kernels for most models (not measured: no GPU)."""
+    return all(p.device.type == "cpu" for p in params)
+
+
+class _CompiledStep:
+    """The fused path's step function, compiled by torch.compile on its first call with dynamic
+    shapes, so that one compile serves parameters of every size. `compiles` counts the graphs
+    compiled (a new rank, dtype or `maximize` adds one; a new learning rate never does). If
+    compiling fails here (no C++ compiler, no Dynamo for this Python), `error` says why and `run`
+    returns False from then on, so that the caller takes another path."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiles = 0
+        self.error: str | None = None
+        self._compiled = None
+
+    def _backend(self, gm, example_inputs):
+        self.compiles += 1
+        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
+
+    def run(self, *args) -> bool:
+        """Run the compiled step on `args`; False (and nothing written) if it cannot be compiled."""
+        if self.error is not None:
+            return False
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, backend=self._backend, dynamic=True, fullgraph=True)
+            self._compiled(*args)
+        except Exception as e:  # a compiler missing or failing; the step's own errors surface on the other path
+            cause = getattr(e, "inner_exception", None) or e.__cause__ or e  # torch wraps the compiler's error
+            self.error = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+            return False
+        return True
+
+
+def _step_tensors(flat: bool, *tensors: Tensor) -> list[Tensor]:
+    """A parameter's tensors (the same memory) as the fused step takes them: with `flat` (a program
+    blind to shapes) and all contiguous, as vectors, so that one compile serves every shape; else as
+    they are, a 0-d one as shape (1,), since torch.compile drops in-place writes to 0-d inputs."""
+    if flat and all(t.is_contiguous() for t in tensors):  # detach(): else Dynamo guards on the view's base
+        return [t.view(-1).detach() for t in tensors]
+    return [t.view(1) if t.dim() == 0 else t for t in tensors]
+
+
 def _scalar(x: float, like: Tensor | None = None) -> Tensor:
     """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
     that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
@@ -142,6 +190,7 @@ def op_helpers(code: str) -> list[str]:
         if calls.search(code) or any(calls.search(inspect.getsource(globals()[c])) for c in called):
             called.add(name)
     return [name for name in OP_HELPERS if name in called]
+FUSED = ("_fused_by_default", "_CompiledStep", "_step_tensors")  # every module with a fused path
 
 
 # ---------------------------------------------------------------------------------------------

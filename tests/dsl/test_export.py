@@ -33,14 +33,36 @@ def _float64_one_thread():
     torch.set_num_threads(threads)
 
 
-def exported(program: Program | str, class_name: str | None = None) -> type[torch.optim.Optimizer]:
-    """Export, then import the module the way a user would (a fresh module, no optsearch)."""
+def exported(program: Program | str, class_name: str | None = None,
+             compiled: bool = True) -> type[torch.optim.Optimizer]:
+    """Export, then import the module the way a user would (a fresh module, no optsearch). With
+    `compiled=False` the fused path runs its generated step without torch.compile: the same code,
+    checked in milliseconds instead of a compile per program."""
     if isinstance(program, str):
         program = load_zoo(program) if program in zoo_names() else parse_program(program)
     name = class_name or class_name_for(program)
     module = types.ModuleType(f"exported_{program.name}")
     exec(compile(export_program(program, class_name), f"<exported {program.name}>", "exec"), module.__dict__)
-    return getattr(module, name)
+    cls = getattr(module, name)
+    if not compiled and hasattr(cls, "compiled_step"):
+        cls.compiled_step._compiled = cls.compiled_step.fn
+    return cls
+
+
+# The three code paths, as a user picks them. A program whose fused path is declined (an op over all
+# parameters) gets the default, which is then the foreach path.
+PATHS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "per_tensor": {"foreach": False}}
+
+
+def path_kwargs(cls: type, path: str) -> dict:
+    return {} if path == "fused" and not hasattr(cls, "compiled_step") else PATHS[path]
+
+
+def assert_fused_ran_compiled(cls: type) -> None:
+    """The fused path ran compiled: no compile error, so no fallback to the foreach path."""
+    if hasattr(cls, "compiled_step"):
+        assert cls.compiled_step.error is None, cls.compiled_step.error
+        assert cls.compiled_step.compiles > 0
 
 
 X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -161,17 +183,20 @@ def test_every_zoo_program_has_a_reference():
     assert sorted([*REFERENCES, *FRONTIER, *MUON_REFERENCES]) == zoo_names()
 
 
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_exported_zoo_matches_reference_implementation(name, foreach):
+def test_exported_zoo_matches_reference_implementation(name, path):
     make_reference, lr = REFERENCES[name]
     ours, ref = mlp(), mlp()
-    train(ours, exported(name)(ours.parameters(), lr=lr, foreach=foreach))
+    cls = exported(name)
+    train(ours, cls(ours.parameters(), lr=lr, **path_kwargs(cls, path)))
     train(ref, make_reference(ref.parameters(), lr))
     assert_same_params(ours, ref)
+    if path == "fused":
+        assert_fused_ran_compiled(cls)
 
 
-def interpreter_vs_export(program: Program, foreach: bool, steps: int, lr: float = 1e-2,
+def interpreter_vs_export(program: Program, path: str, steps: int, lr: float = 1e-2,
                           shapes=((3, 4), (5,), (2, 3, 2)), seed: int = 0, rtol: float = 1e-9,
                           diverged_may_differ: bool = False, dtype: torch.dtype = torch.float64) -> None:
     """Run the exported optimizer and `ProgramOptimizer` on the same gradients; compare.
@@ -184,7 +209,8 @@ def interpreter_vs_export(program: Program, foreach: bool, steps: int, lr: float
     ws = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
     ours = [torch.nn.Parameter(w.clone()) for w in ws]
     theirs = [w.clone() for w in ws]
-    opt = exported(program)(ours, lr=lr, foreach=foreach)
+    cls = exported(program, compiled=False)
+    opt = cls(ours, lr=lr, **path_kwargs(cls, path))
     interp = ProgramOptimizer(program, theirs)
     for _ in range(steps):
         grads = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
@@ -204,10 +230,10 @@ def interpreter_vs_export(program: Program, foreach: bool, steps: int, lr: float
         torch.testing.assert_close(p, w, rtol=rtol, atol=atol, equal_nan=True)
 
 
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", zoo_names())
-def test_exported_zoo_matches_interpreter(name, foreach):
-    interpreter_vs_export(load_zoo(name), foreach, steps=20)
+def test_exported_zoo_matches_interpreter(name, path):
+    interpreter_vs_export(load_zoo(name), path, steps=20)
 
 
 def _op_programs() -> list[tuple[str, Program]]:
@@ -233,10 +259,10 @@ def _op_programs() -> list[tuple[str, Program]]:
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", _op_programs(), ids=lambda c: c[0])
-def test_every_op_exports(case, foreach, dtype):
-    interpreter_vs_export(case[1], foreach, steps=3, rtol=1e-7 if dtype == torch.float64 else 1e-3, dtype=dtype)
+def test_every_op_exports(case, path, dtype):
+    interpreter_vs_export(case[1], path, steps=3, rtol=1e-7 if dtype == torch.float64 else 1e-3, dtype=dtype)
 
 
 def test_every_op_is_covered_by_the_completeness_test():
@@ -317,9 +343,9 @@ def random_programs(draw) -> Program:
 
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(random_programs(), st.booleans(), st.sampled_from([torch.float64, torch.float32]))
-def test_random_programs_export_like_the_interpreter(program, foreach, dtype):
-    interpreter_vs_export(program, foreach, steps=3, lr=0.1, rtol=1e-6 if dtype == torch.float64 else 1e-3,
+@given(random_programs(), st.sampled_from(list(PATHS)), st.sampled_from([torch.float64, torch.float32]))
+def test_random_programs_export_like_the_interpreter(program, path, dtype):
+    interpreter_vs_export(program, path, steps=3, lr=0.1, rtol=1e-6 if dtype == torch.float64 else 1e-3,
                           diverged_may_differ=True, dtype=dtype)
 
 
@@ -370,15 +396,15 @@ def test_single_beta_and_momentum_are_validated():
 
 # Behaves like a torch optimizer.
 
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
-def test_param_groups_have_their_own_hyperparameters(foreach):
+@pytest.mark.parametrize("path", PATHS)
+def test_param_groups_have_their_own_hyperparameters(path):
     def groups(model):
         first, last = model[0], model[2]
         return [{"params": first.parameters(), "lr": 3e-2, "betas": (0.8, 0.99), "eps": 1e-6},
                 {"params": last.parameters(), "weight_decay": 0.1}]
 
     ours, ref = mlp(), mlp()
-    train(ours, exported("adamw")(groups(ours), lr=1e-2, foreach=foreach))
+    train(ours, exported("adamw")(groups(ours), lr=1e-2, **PATHS[path]))
     train(ref, torch.optim.AdamW(groups(ref), lr=1e-2))
     assert_same_params(ours, ref)
 
@@ -406,11 +432,11 @@ def test_lr_schedulers_drive_the_exported_optimizer():
     assert opt_ours.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.3 ** 4)
 
 
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
-def test_state_dict_round_trip_resumes_bit_identically(foreach):
+@pytest.mark.parametrize("path", PATHS)
+def test_state_dict_round_trip_resumes_bit_identically(path):
     Adamw = exported("adamw")
     model = mlp()
-    opt = Adamw(model.parameters(), lr=1e-2, foreach=foreach)
+    opt = Adamw(model.parameters(), lr=1e-2, **PATHS[path])
     train(model, opt, steps=10)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
@@ -421,7 +447,7 @@ def test_state_dict_round_trip_resumes_bit_identically(foreach):
     assert state["step"].item() == 10
 
     resumed = copy.deepcopy(model)
-    opt2 = Adamw(resumed.parameters(), lr=1e-2, foreach=foreach)
+    opt2 = Adamw(resumed.parameters(), lr=1e-2, **PATHS[path])
     opt2.load_state_dict(saved)
     train(model, opt, steps=10)
     train(resumed, opt2, steps=10)
@@ -440,7 +466,8 @@ def test_state_the_update_never_reads_is_not_stored():
     opt = exported(program)(model.parameters(), lr=1e-2)
     train(model, opt, steps=2)
     assert set(opt.state_dict()["state"][0]) == {"step", "m"}
-    interpreter_vs_export(program, foreach=True, steps=5)
+    interpreter_vs_export(program, "foreach", steps=5)
+    interpreter_vs_export(program, "fused", steps=5)
 
 
 def test_closure_is_called_with_grad_enabled_and_its_loss_returned():
@@ -492,10 +519,112 @@ def test_foreach_defaults_to_on_for_one_cpu_device_and_dtype():
     assert not by_default([torch.zeros(2), torch.zeros(3, dtype=torch.float32)])
 
 
+# The fused path (`fused=True`, the default on CPU and CUDA): each parameter's step compiled once.
+
+def test_fused_is_the_default_unless_foreach_is_given():
+    Adamw = exported("adamw")
+    model = mlp()
+    opt = Adamw(model.parameters(), lr=1e-2)
+    assert opt.param_groups[0]["fused"] is None and opt.param_groups[0]["foreach"] is None
+    train(model, opt, steps=2)
+    assert_fused_ran_compiled(Adamw)
+    runs = Adamw.compiled_step.compiles
+    train(mlp(), Adamw(mlp().parameters(), lr=1e-2, foreach=True), steps=2)
+    assert Adamw.compiled_step.compiles == runs
+
+
+def test_a_scheduler_changing_lr_every_step_never_recompiles():
+    ours, ref = mlp(), mlp()
+    Adam = exported("adam")
+    opt_ours = Adam(ours.parameters(), lr=1e-2, fused=True)
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    decay = lambda k: 0.9 ** k  # noqa: E731
+    train(ours, opt_ours, steps=1)
+    train(ref, opt_ref, steps=1)
+    compiles = Adam.compiled_step.compiles
+    assert compiles == 1  # one for the mlp's matrices and vectors: the step sees them flat
+    train(ours, opt_ours, steps=30, scheduler=torch.optim.lr_scheduler.LambdaLR(opt_ours, decay))
+    train(ref, opt_ref, steps=30, scheduler=torch.optim.lr_scheduler.LambdaLR(opt_ref, decay))
+    assert_same_params(ours, ref)
+    assert opt_ours.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.9 ** 30)
+    assert Adam.compiled_step.compiles == compiles, "a new lr recompiled the step"
+
+
+def test_fused_step_computes_bias_corrections_outside_the_compiled_loop():
+    """`1 / (1 - beta ** step)` is computed once per step count by the driver; inside the compiled
+    step a power of the step would be recomputed for every element."""
+    source = export_program(load_zoo("adamw"))
+    step = source[source.index("def _fused_step_adamw"):source.index("_compiled_step_adamw = ")]
+    assert "**" not in step and "mhat = m * _mhat_bc" in step
+
+
+def test_a_program_over_all_parameters_declines_fused_with_the_reason():
+    program = parse_program("def f(w, g, lr):\n    n = global_norm(g)\n    u = g / n\n    update = u * lr\n"
+                            "    return update\n")
+    cls = exported(program)
+    assert not hasattr(cls, "compiled_step")
+    with pytest.raises(ValueError, match="fused=True is not available for this program: `global_norm` spans"):
+        cls(mlp().parameters(), fused=True)
+    interpreter_vs_export(program, "fused", steps=3)  # the default: the foreach path
+
+
+def test_foreach_and_fused_together_are_refused():
+    with pytest.raises(ValueError, match="foreach and fused cannot both be True"):
+        exported("adamw")(mlp().parameters(), foreach=True, fused=True)
+
+
+def test_where_compiling_fails_the_foreach_path_takes_over_and_says_why():
+    Lion = exported("lion")
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    Lion.compiled_step._backend = no_compiler
+    ours, ref = mlp(), mlp()
+    train(ours, Lion(ours.parameters(), lr=1e-3))
+    train(ref, _lion(ref.parameters(), 1e-3))
+    assert_same_params(ours, ref)
+    assert "no C++ compiler found" in Lion.compiled_step.error
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_complex_parameters_are_refused(path):
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex128))
+    p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="Adamw does not support complex parameters; optimize torch.view_as_real"):
+        exported("adamw")([p], lr=1e-2, **PATHS[path]).step()
+
+
+def _page_faults_per_step(opt: torch.optim.Optimizer, steps: int = 3) -> float:
+    import resource
+
+    opt.step()  # the first step makes the state (and compiles)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        opt.step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+
+
+def test_fused_step_allocates_no_full_size_temporaries():
+    """Counted as page faults: a fresh 64 MB temporary (above glibc's largest mmap threshold, so
+    never reused from the heap) faults in ~16k pages; the foreach path allocates one per step
+    (the square root of the second moment), the fused path none."""
+    Adamw = exported("adamw")
+    pages = 16 * 2 ** 20 * 4 // 4096
+    faults = {}
+    for path in ("fused", "foreach"):
+        p = torch.nn.Parameter(torch.zeros(16 * 2 ** 20, dtype=torch.float32))
+        p.grad = torch.full_like(p, 1e-3)
+        faults[path] = _page_faults_per_step(Adamw([p], lr=1e-3, **PATHS[path]))
+    assert faults["foreach"] > pages / 2, faults  # the measure sees a temporary
+    assert faults["fused"] < pages / 20, faults
+
+
 def _fresh_lists(name: str) -> list[str]:
     """Lines of the fast path that allocate a new list of tensors."""
     source = export_program(load_zoo(name))
     fast = source[source.index("def _multi_tensor_"):]
+    fast = fast[:fast.find("\ndef ", 1)] if "\ndef " in fast[1:] else fast
     return [line.strip() for line in fast.splitlines()
             if (" = torch._foreach_" in line or " = [" in line) and "_foreach_neg(g)" not in line]
 
@@ -511,12 +640,15 @@ def test_fast_path_allocates_no_more_than_torch_does(name, fresh):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", ["adamw", "lion", "adamax", "nesterov"])
-def test_exported_zoo_matches_reference_on_cuda(name, foreach):
+def test_exported_zoo_matches_reference_on_cuda(name, path):
     make_reference, lr = REFERENCES[name]
     ours, ref = mlp().cuda(), mlp().cuda()
-    train(ours, exported(name)(ours.parameters(), lr=lr, foreach=foreach))
+    cls = exported(name)
+    train(ours, cls(ours.parameters(), lr=lr, **PATHS[path]))
+    if path == "fused":
+        assert_fused_ran_compiled(cls)
     train(ref, make_reference(ref.parameters(), lr))
     for pa, pb in zip(ours.parameters(), ref.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-12)
@@ -574,5 +706,65 @@ def test_programs_may_reuse_python_and_generated_names():
     update = update * lr
     return update, steps, zip
 """)
-    for foreach in (True, False):
-        interpreter_vs_export(program, foreach, steps=4)
+    for path in PATHS:
+        interpreter_vs_export(program, path, steps=4)
+
+
+def test_param_groups_added_later_step_on_the_fused_path():
+    ours, ref = mlp(), mlp()
+    opt_ours = exported("adamw")(ours[0].parameters(), lr=1e-2, fused=True)
+    opt_ref = torch.optim.AdamW(ref[0].parameters(), lr=1e-2)
+    train(ours, opt_ours, steps=5)
+    train(ref, opt_ref, steps=5)
+    opt_ours.add_param_group({"params": ours[2].parameters(), "lr": 3e-2, "weight_decay": 0.1})
+    opt_ref.add_param_group({"params": ref[2].parameters(), "lr": 3e-2, "weight_decay": 0.1})
+    train(ours, opt_ours, steps=10)
+    train(ref, opt_ref, steps=10)
+    assert_same_params(ours, ref)
+
+
+def test_a_0d_parameter_steps_on_the_fused_path():
+    """torch.compile drops in-place writes to 0-d inputs; the fused step sees them as shape (1,)."""
+    Sgd = exported("sgd")
+    p = torch.nn.Parameter(torch.tensor(1.0))
+    p.grad = torch.tensor(0.5)
+    Sgd([p], lr=0.1, fused=True).step()
+    assert_fused_ran_compiled(Sgd)
+    assert p.item() == pytest.approx(0.95) and p.shape == ()
+
+
+def _compiled_vs_interpreter(program: Program, dtype: torch.dtype = torch.float32) -> type:
+    """The fused path, compiled for real, against the interpreter (what `interpreter_vs_export`
+    checks with the step run uncompiled)."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = ((3, 4), (5,))
+    ws = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    ours, theirs = [torch.nn.Parameter(w.clone()) for w in ws], [w.clone() for w in ws]
+    cls = exported(program)
+    opt, interp = cls(ours, lr=1e-2, fused=True), ProgramOptimizer(program, theirs)
+    for _ in range(3):
+        grads = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+        for p, g in zip(ours, grads):
+            p.grad = g.clone()
+        opt.step()
+        interp.step(grads, 1e-2)
+    for p, w in zip(ours, theirs):
+        torch.testing.assert_close(p.detach(), w, rtol=1e-4, atol=1e-5, equal_nan=True)
+    return cls
+
+
+# Programs torch.compile fails on here (torch 2.13): the foreach path takes over, the numbers hold,
+# and the error is kept. Inductor raises KeyError on a row mean feeding both in-place writes with
+# dynamic shapes (Adafactor's pattern, a row mean of a square, compiles).
+COMPILER_FAILS = {"row_mean[g]": "KeyError"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [next(c for c in _op_programs() if c[0].startswith(f"{op}["))
+                                  for op in sorted(OPS) if OPS[op].kind != "global"], ids=lambda c: c[0])
+def test_every_op_compiles_on_the_fused_path(case):
+    cls = _compiled_vs_interpreter(case[1])
+    if case[0] in COMPILER_FAILS:
+        assert COMPILER_FAILS[case[0]] in cls.compiled_step.error  # if torch fixes it, this says so
+    else:
+        assert_fused_ran_compiled(cls)

@@ -29,6 +29,21 @@ def test_row_and_col_means_broadcast_against_their_tensor(shape, row, col):
         torch.testing.assert_close(runtime._col_mean(x), x.mean(0, keepdim=True))
 
 
+def test_fused_by_default_on_the_cpu_only():
+    assert runtime._fused_by_default([torch.ones(2), torch.ones(3, dtype=torch.float64)])
+    assert not runtime._fused_by_default([torch.ones(2), torch.ones(3, device="meta")])
+
+
+def test_step_tensors_are_views_flat_or_as_they_are():
+    x, y, t = torch.tensor(2.0), torch.ones(2, 3), torch.ones(3, 2).mT
+    flat = runtime._step_tensors(True, x, y)
+    assert [v.shape for v in flat] == [(1,), (6,)] and flat[1].data_ptr() == y.data_ptr()
+    kept = runtime._step_tensors(True, y, t)  # not all contiguous: shapes kept
+    assert kept[0] is y and kept[1] is t
+    shaped = runtime._step_tensors(False, x, y)  # row/col ops need the shape; a 0-d tensor becomes (1,)
+    assert shaped[0].shape == (1,) and shaped[0].data_ptr() == x.data_ptr() and shaped[1] is y
+
+
 def test_foreach_by_default_only_for_one_device_and_dtype():
     assert runtime._foreach_by_default([torch.ones(2), torch.ones(3)])
     assert not runtime._foreach_by_default([torch.ones(2), torch.ones(3, dtype=torch.float64)])
@@ -70,7 +85,7 @@ def test_generated_modules_hold_the_runtime_functions_source():
     lion, factored = discovered.load_zoo("lion"), discovered.load_zoo("lion_factored")
     modules = {runtime.DISTRIBUTED: export_distributed(lion),
                runtime.SUBSPACE: export_subspace(lion, Subspace(rank=2)),
-               ("_foreach_by_default", "_row_mean", "_col_mean"): export_program(factored)}
+               ("_foreach_by_default", "_row_mean", "_col_mean", *runtime.FUSED): export_program(factored)}
     for names, module in modules.items():
         for name in names:
             assert inspect.getsource(getattr(runtime, name)).rstrip() in module, name

@@ -305,15 +305,17 @@ def test_factored_lion_matches_its_reference_and_is_lion_on_vectors():
 # -- export -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+@pytest.mark.parametrize("path", ["fused", "foreach", "per_tensor"])
 @pytest.mark.parametrize("name", ["adafactor", "lion_factored"])
-def test_export_matches_the_interpreter(name, foreach, dtype):
+def test_export_matches_the_interpreter(name, path, dtype):
     program, lr = load_zoo(name), 1e-2
     grads = gradients(SHAPES, 10, seed=6, dtype=dtype)
     theirs, _ = run_interpreter(program, grads, lr, SHAPES, dtype)
     gen = torch.Generator().manual_seed(5)
     ours = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in SHAPES]
-    opt = exported(program)(ours, lr=lr, foreach=foreach)
+    cls = exported(program)
+    paths = {"fused": {"fused": True}, "foreach": {"foreach": True}, "per_tensor": {"foreach": False}}
+    opt = cls(ours, lr=lr, **paths[path])
     for gs in grads:
         for p, g in zip(ours, gs):
             p.grad = g.clone()
@@ -321,6 +323,8 @@ def test_export_matches_the_interpreter(name, foreach, dtype):
     tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     for p, w in zip(ours, theirs):
         torch.testing.assert_close(p.detach(), w, **tol)
+    if path == "fused":  # compiled, factored row and col state included
+        assert cls.compiled_step.error is None and cls.compiled_step.compiles > 0
 
 
 @pytest.mark.parametrize("name, make", [("adafactor", AdafactorReference), ("lion_factored", LionFactoredReference)])

@@ -21,7 +21,8 @@ from .test_matrix import ADJUST, MUON, NS_PROGRAM, SHAPES, Float64Muon, program
 MUON_REFERENCES = ADJUST  # zoo name -> torch.optim.Muon's adjust_lr_fn
 # 2-D parameters, as torch.optim.Muon takes: wide, tall, square, two of one shape (one batch).
 MUON_SHAPES = [(8, 4), (4, 8), (6, 6), (8, 4), (16, 3)]
-PATHS = pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+PATHS = pytest.mark.parametrize("path", ["foreach", "per_tensor"])  # the fused path declines matrix ops
+PATH_KWARGS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "per_tensor": {"foreach": False}}
 
 
 @pytest.fixture(autouse=True)
@@ -67,25 +68,25 @@ def max_error(ours, theirs, start) -> float:
     return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ours, theirs))
 
 
-def muon_error(name: str, make_reference, foreach: bool, steps: int = 40, lr: float = 0.02) -> float:
+def muon_error(name: str, make_reference, path: str, steps: int = 40, lr: float = 0.02) -> float:
     start = parameters(MUON_SHAPES)
     ours, theirs = copy.deepcopy(start), copy.deepcopy(start)
-    train([(exported(name)(ours, lr=lr, foreach=foreach), ours), (make_reference(theirs, lr), theirs)],
+    train([(exported(name)(ours, lr=lr, **PATH_KWARGS[path]), ours), (make_reference(theirs, lr), theirs)],
           MUON_SHAPES, steps)
     return max_error(ours, theirs, start)
 
 
 @PATHS
 @pytest.mark.parametrize("name", sorted(MUON_REFERENCES))
-def test_exported_muon_matches_torch_rule_with_float64_newton_schulz(name, foreach):
-    err = muon_error(name, lambda ps, lr: Float64Muon(ps, lr, adjust_lr_fn=MUON_REFERENCES[name]), foreach)
+def test_exported_muon_matches_torch_rule_with_float64_newton_schulz(name, path):
+    err = muon_error(name, lambda ps, lr: Float64Muon(ps, lr, adjust_lr_fn=MUON_REFERENCES[name]), path)
     assert err < 1e-12  # measured: 3.4e-16 to 1.3e-15 (both programs, both paths)
 
 
 @PATHS
 @pytest.mark.parametrize("name", sorted(MUON_REFERENCES))
-def test_exported_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name, foreach):
-    err = muon_error(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=MUON_REFERENCES[name]), foreach)
+def test_exported_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name, path):
+    err = muon_error(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=MUON_REFERENCES[name]), path)
     assert err < 5e-3  # measured: 1.5e-3 (muon), 6.6e-4 (muon_rms) on both paths; torch runs it in bfloat16
 
 
@@ -101,7 +102,7 @@ def test_exported_muon_defaults_are_torch_optim_muons():
 
 
 @PATHS
-def test_param_groups_have_their_own_newton_schulz_and_decay(foreach):
+def test_param_groups_have_their_own_newton_schulz_and_decay(path):
     def groups(ps, ours: bool):
         steps = {"ns_steps": 3} if ours else {"ns_steps": 3}
         coefficients = {"ns_a": 1.5, "ns_b": -0.5, "ns_c": 0.0} if ours else {"ns_coefficients": (1.5, -0.5, 0.0)}
@@ -110,17 +111,17 @@ def test_param_groups_have_their_own_newton_schulz_and_decay(foreach):
 
     start = parameters(MUON_SHAPES)
     ours, theirs = copy.deepcopy(start), copy.deepcopy(start)
-    opt = exported("muon")(groups(ours, True), lr=0.02, foreach=foreach)
+    opt = exported("muon")(groups(ours, True), lr=0.02, **PATH_KWARGS[path])
     train([(opt, ours), (Float64Muon(groups(theirs, False), lr=0.02), theirs)], MUON_SHAPES, 20)
     assert max_error(ours, theirs, start) < 1e-12
     assert opt.param_groups[0]["ns_steps"] == 3 and opt.param_groups[1]["ns_steps"] == 5.0
 
 
 @PATHS
-def test_state_dict_loads_with_weights_only_and_resumes_exactly(foreach):
+def test_state_dict_loads_with_weights_only_and_resumes_exactly(path):
     Muon = exported("muon")
     params = parameters(MUON_SHAPES)
-    opt = Muon(params, lr=0.02, foreach=foreach)
+    opt = Muon(params, lr=0.02, **PATH_KWARGS[path])
     train([(opt, params)], MUON_SHAPES, 5)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
@@ -128,7 +129,7 @@ def test_state_dict_loads_with_weights_only_and_resumes_exactly(foreach):
     saved = torch.load(buffer, weights_only=True)
     assert set(saved["state"][0]) == {"step", "m"}
     resumed = copy.deepcopy(params)
-    opt2 = Muon(resumed, lr=0.02, foreach=foreach)
+    opt2 = Muon(resumed, lr=0.02, **PATH_KWARGS[path])
     opt2.load_state_dict(saved)
     train([(opt, params)], MUON_SHAPES, 5, seed=8)
     train([(opt2, resumed)], MUON_SHAPES, 5, seed=8)
@@ -139,10 +140,10 @@ def test_state_dict_loads_with_weights_only_and_resumes_exactly(foreach):
 @PATHS
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("name", ["muon", "muon_rms", "ns"])
-def test_export_matches_the_interpreter_on_every_kind_of_matrix_view(name, foreach, dtype):
+def test_export_matches_the_interpreter_on_every_kind_of_matrix_view(name, path, dtype):
     """Shapes side by side and apart, a 3-d parameter, a vector, a 0-d tensor, an empty one, tall ones."""
     prog = program(NS_PROGRAM) if name == "ns" else load_zoo(name)
-    interpreter_vs_export(prog, foreach, steps=5, shapes=SHAPES, rtol=1e-9 if dtype == torch.float64 else 1e-4,
+    interpreter_vs_export(prog, path, steps=5, shapes=SHAPES, rtol=1e-9 if dtype == torch.float64 else 1e-4,
                           dtype=dtype)
 
 
@@ -184,13 +185,13 @@ def test_orthogonalize_constants_are_named_like_torch_optim_muons():
 
 
 @PATHS
-def test_exported_muon_on_the_device_matches_cpu(device, foreach):
+def test_exported_muon_on_the_device_matches_cpu(device, path):
     start = parameters(MUON_SHAPES)
     cpu = copy.deepcopy(start)
     dev = [torch.nn.Parameter(p.detach().to(device)) for p in start]
     Muon = exported("muon")
     gen = torch.Generator().manual_seed(7)
-    opt_cpu, opt_dev = Muon(cpu, lr=0.02, foreach=foreach), Muon(dev, lr=0.02, foreach=foreach)
+    opt_cpu, opt_dev = Muon(cpu, lr=0.02, **PATH_KWARGS[path]), Muon(dev, lr=0.02, **PATH_KWARGS[path])
     for _ in range(10):
         grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in MUON_SHAPES]
         for p, q, g in zip(cpu, dev, grads):
@@ -199,3 +200,12 @@ def test_exported_muon_on_the_device_matches_cpu(device, foreach):
         opt_dev.step()
     for p, q in zip(cpu, dev):
         torch.testing.assert_close(q.detach().cpu(), p.detach(), rtol=1e-10, atol=1e-12)  # float64 both
+
+
+def test_the_fused_path_declines_matrix_ops_and_the_default_takes_foreach():
+    Muon = exported("muon")
+    with pytest.raises(ValueError, match="matrix op"):
+        Muon(parameters(MUON_SHAPES), lr=0.02, fused=True)
+    ours, theirs = parameters(MUON_SHAPES), parameters(MUON_SHAPES)
+    train([(Muon(ours, lr=0.02), ours), (Muon(theirs, lr=0.02, foreach=True), theirs)], MUON_SHAPES, 3)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

@@ -59,12 +59,19 @@ class LionMemoryLaptop(Optimizer):
             (0.9277, 0.999606)).
         c0: a constant of the program: c0 in ``v6 = c0 + v5`` (default: 1.71e-08).
         maximize: maximize the objective instead of minimizing it (default: False).
-        foreach: use the ``torch._foreach_*`` path; None (default) uses it when all parameters
-            of a group share one CPU or CUDA device and dtype.
+        foreach: use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False);
+            None (default): the fused path where it is the default, else the foreach path when
+            all parameters of a group share one CPU or CUDA device and dtype.
+        fused: compile each parameter's step with torch.compile into one loop that allocates
+            nothing (the first step compiles, for seconds; a new lr never recompiles); None
+            (default) uses it when all parameters of a group are on the CPU, unless ``foreach``
+            is given. ``compiled_step.compiles`` counts the compiles; where compiling fails, the
+            foreach path runs and ``compiled_step.error`` says why.
     """
 
     def __init__(self, params, lr: float = 0.001, betas: tuple[float, float] = (0.9277, 0.999606),
-                 c0: float = 1.71e-08, *, maximize: bool = False, foreach: bool | None = None):
+                 c0: float = 1.71e-08, *, maximize: bool = False, foreach: bool | None = None,
+                 fused: bool | None = None):
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if len(betas) != 2:
@@ -72,7 +79,9 @@ class LionMemoryLaptop(Optimizer):
         for index, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-        defaults = dict(lr=lr, betas=betas, c0=c0, maximize=maximize, foreach=foreach)
+        if foreach and fused:
+            raise ValueError("foreach and fused cannot both be True; choose one path")
+        defaults = dict(lr=lr, betas=betas, c0=c0, maximize=maximize, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
@@ -80,6 +89,7 @@ class LionMemoryLaptop(Optimizer):
         for group in self.param_groups:
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -95,6 +105,9 @@ class LionMemoryLaptop(Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("LionMemoryLaptop does not support sparse gradients")
+                if p.is_complex():
+                    raise RuntimeError("LionMemoryLaptop does not support complex parameters; optimize "
+                                       "torch.view_as_real(p) as a real parameter instead")
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.tensor(0.0, dtype=torch.float64)
@@ -107,10 +120,12 @@ class LionMemoryLaptop(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            foreach = group["foreach"]
+            foreach, fused = group["foreach"], group.get("fused")
+            if fused is None:
+                fused = foreach is None and _fused_by_default(params)
             if foreach is None:
                 foreach = _foreach_by_default(params)
-            impl = _multi_tensor_lion_memory_laptop if foreach else _single_tensor_lion_memory_laptop
+            impl = _fused_lion_memory_laptop if fused else _multi_tensor_lion_memory_laptop if foreach else _single_tensor_lion_memory_laptop
             impl(params, grads, _s1_state, steps, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
                  c0=group["c0"], _maximize=group["maximize"])
         return loss
@@ -121,6 +136,62 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
     first = params[0]
     return first.device.type in ("cpu", "cuda") and all(
         p.device == first.device and p.dtype == first.dtype for p in params)
+
+
+def _fused_by_default(params: list[Tensor]) -> bool:
+    """fused=None (with foreach=None) means fused when every tensor is on the CPU. On CUDA the fused
+    step works (fused=True) but is not the default: it is launched once per parameter, ~35 us of
+    host time each, which would outweigh a GPU's kernels for most models (not measured: no GPU)."""
+    return all(p.device.type == "cpu" for p in params)
+
+
+class _CompiledStep:
+    """The fused path's step function, compiled by torch.compile on its first call with dynamic
+    shapes, so that one compile serves parameters of every size. `compiles` counts the graphs
+    compiled (a new rank, dtype or `maximize` adds one; a new learning rate never does). If
+    compiling fails here (no C++ compiler, no Dynamo for this Python), `error` says why and `run`
+    returns False from then on, so that the caller takes another path."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiles = 0
+        self.error: str | None = None
+        self._compiled = None
+
+    def _backend(self, gm, example_inputs):
+        self.compiles += 1
+        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
+
+    def run(self, *args) -> bool:
+        """Run the compiled step on `args`; False (and nothing written) if it cannot be compiled."""
+        if self.error is not None:
+            return False
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, backend=self._backend, dynamic=True, fullgraph=True)
+            self._compiled(*args)
+        except Exception as e:  # a compiler missing or failing; the step's own errors surface on the other path
+            cause = getattr(e, "inner_exception", None) or e.__cause__ or e  # torch wraps the compiler's error
+            self.error = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+            return False
+        return True
+
+
+def _step_tensors(flat: bool, *tensors: Tensor) -> list[Tensor]:
+    """A parameter's tensors (the same memory) as the fused step takes them: with `flat` (a program
+    blind to shapes) and all contiguous, as vectors, so that one compile serves every shape; else as
+    they are, a 0-d one as shape (1,), since torch.compile drops in-place writes to 0-d inputs."""
+    if flat and all(t.is_contiguous() for t in tensors):  # detach(): else Dynamo guards on the view's base
+        return [t.view(-1).detach() for t in tensors]
+    return [t.view(1) if t.dim() == 0 else t for t in tensors]
+
+
+def _scalar(x: float, like: Tensor | None = None) -> Tensor:
+    """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
+    that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
+    if like is None:
+        return torch.tensor(x, dtype=torch.float64)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
 def _single_tensor_lion_memory_laptop(_params, _grads, _s1_state, _steps, *, lr, beta1, beta2, c0,
@@ -170,3 +241,50 @@ def _multi_tensor_lion_memory_laptop(w, g, s1, _steps, *, lr, beta1, beta2, c0, 
     v9 = v7
     torch._foreach_sub_(w, v8)  # w = w - update
     torch._foreach_copy_(_s1_state, v9)
+
+
+def _fused_step_lion_memory_laptop(_param, _grad, _s1_state, _v1_bc0, beta2, c0, lr, _v3_hi2,
+                                   _maximize):
+    """The update of one parameter, compiled once by torch.compile: every number is a 0-d
+    tensor in the parameter's dtype. It writes the parameter and its state in place."""
+    w = _param
+    g = -_grad if _maximize else _grad
+    s1 = _s1_state
+    v1 = g * _v1_bc0  # v1 = bias_correct(g, beta1, step)
+    v2 = torch.square(g)  # v2 = square(g)
+    v3 = s1 - (s1 - v2) * (1 - beta2) if _v3_hi2 else v2 + beta2 * (s1 - v2)  # v3 = interp(v2, s1, beta2)
+    v4 = torch.sqrt(v3)  # v4 = sqrt(v3)
+    v5 = v1 / v4  # v5 = v1 / v4
+    v6 = c0 + v5  # v6 = c0 + v5
+    v7 = v6 + w  # v7 = v6 + w
+    v8 = v7 * lr  # v8 = v7 * lr
+    v9 = v8 * v7  # v9 = v8 * v7
+    _param.sub_(v8)  # w = w - update
+    _s1_state.copy_(v9)
+
+
+_compiled_step_lion_memory_laptop = _CompiledStep(_fused_step_lion_memory_laptop)
+
+
+def _fused_lion_memory_laptop(_params, _grads, _s1_state, _steps, *, lr, beta1, beta2, c0,
+                              _maximize):
+    """The update, one parameter at a time through `_fused_step_lion_memory_laptop` compiled (the fused
+    path); what depends only on lr, step and constants is computed here, once."""
+    _numbers = {}  # (step, dtype, device) -> the numbers the step reads, as 0-d tensors
+    for _i, _param in enumerate(_params):
+        _key = (_steps[_i].item(), _param.dtype, _param.device)
+        _n = _numbers.get(_key)
+        if _n is None:
+            step = _steps[_i].to(_param)
+            _v1_bc0 = 1 / (1 - beta1 ** step)
+            _n = _numbers[_key] = (_v1_bc0, _scalar(beta2, _param), _scalar(c0, _param),
+                                   _scalar(lr, _param), bool(abs(beta2) >= 0.5))
+        _tensors = _step_tensors(True, _param.detach(), _grads[_i], _s1_state[_i])
+        if not _compiled_step_lion_memory_laptop.run(*_tensors, *_n, _maximize):
+            # not compiled here: the foreach path takes the rest of the group
+            return _multi_tensor_lion_memory_laptop(_params[_i:], _grads[_i:], _s1_state[_i:],
+                                                    _steps[_i:], lr=lr, beta1=beta1, beta2=beta2,
+                                                    c0=c0, _maximize=_maximize)
+
+
+LionMemoryLaptop.compiled_step = _compiled_step_lion_memory_laptop

@@ -74,14 +74,20 @@ class RediscoverLionLaptop(Optimizer):
             (default: 1e-08).
         c0: a constant of the program: c0 in ``v2 = v1 * c0`` (default: 0.01).
         maximize: maximize the objective instead of minimizing it (default: False).
-        foreach: use the ``torch._foreach_*`` path; None (default) uses it when all parameters
-            of a group share one CPU or CUDA device and dtype.
+        foreach: use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False);
+            None (default): the fused path where it is the default, else the foreach path when
+            all parameters of a group share one CPU or CUDA device and dtype.
+        fused: compile each parameter's step with torch.compile into one loop that allocates
+            nothing (the first step compiles, for seconds; a new lr never recompiles); None
+            (default) uses it when all parameters of a group are on the CPU, unless ``foreach``
+            is given. ``compiled_step.compiles`` counts the compiles; where compiling fails, the
+            foreach path runs and ``compiled_step.error`` says why.
     """
 
     def __init__(self, params, lr: float = 0.001,
                  betas: tuple[float, float, float, float] = (0.849, 0.9, 0.999353, 0.999),
                  eps: float = 1e-08, c0: float = 0.01, *, maximize: bool = False,
-                 foreach: bool | None = None):
+                 foreach: bool | None = None, fused: bool | None = None):
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if len(betas) != 4:
@@ -91,7 +97,10 @@ class RediscoverLionLaptop(Optimizer):
                 raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, c0=c0, maximize=maximize, foreach=foreach)
+        if foreach and fused:
+            raise ValueError("foreach and fused cannot both be True; choose one path")
+        defaults = dict(lr=lr, betas=betas, eps=eps, c0=c0, maximize=maximize, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
@@ -99,6 +108,7 @@ class RediscoverLionLaptop(Optimizer):
         for group in self.param_groups:
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -114,6 +124,9 @@ class RediscoverLionLaptop(Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("RediscoverLionLaptop does not support sparse gradients")
+                if p.is_complex():
+                    raise RuntimeError("RediscoverLionLaptop does not support complex parameters; optimize "
+                                       "torch.view_as_real(p) as a real parameter instead")
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.tensor(0.0, dtype=torch.float64)
@@ -128,10 +141,12 @@ class RediscoverLionLaptop(Optimizer):
             if not params:
                 continue
             beta1, beta2, beta3, beta4 = group["betas"]
-            foreach = group["foreach"]
+            foreach, fused = group["foreach"], group.get("fused")
+            if fused is None:
+                fused = foreach is None and _fused_by_default(params)
             if foreach is None:
                 foreach = _foreach_by_default(params)
-            impl = _multi_tensor_rediscover_lion_laptop if foreach else _single_tensor_rediscover_lion_laptop
+            impl = _fused_rediscover_lion_laptop if fused else _multi_tensor_rediscover_lion_laptop if foreach else _single_tensor_rediscover_lion_laptop
             impl(params, grads, _s1_state, _s2_state, steps, lr=float(group["lr"]), beta1=beta1,
                  beta2=beta2, beta3=beta3, beta4=beta4, eps=group["eps"], c0=group["c0"],
                  _maximize=group["maximize"])
@@ -143,6 +158,62 @@ def _foreach_by_default(params: list[Tensor]) -> bool:
     first = params[0]
     return first.device.type in ("cpu", "cuda") and all(
         p.device == first.device and p.dtype == first.dtype for p in params)
+
+
+def _fused_by_default(params: list[Tensor]) -> bool:
+    """fused=None (with foreach=None) means fused when every tensor is on the CPU. On CUDA the fused
+    step works (fused=True) but is not the default: it is launched once per parameter, ~35 us of
+    host time each, which would outweigh a GPU's kernels for most models (not measured: no GPU)."""
+    return all(p.device.type == "cpu" for p in params)
+
+
+class _CompiledStep:
+    """The fused path's step function, compiled by torch.compile on its first call with dynamic
+    shapes, so that one compile serves parameters of every size. `compiles` counts the graphs
+    compiled (a new rank, dtype or `maximize` adds one; a new learning rate never does). If
+    compiling fails here (no C++ compiler, no Dynamo for this Python), `error` says why and `run`
+    returns False from then on, so that the caller takes another path."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiles = 0
+        self.error: str | None = None
+        self._compiled = None
+
+    def _backend(self, gm, example_inputs):
+        self.compiles += 1
+        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
+
+    def run(self, *args) -> bool:
+        """Run the compiled step on `args`; False (and nothing written) if it cannot be compiled."""
+        if self.error is not None:
+            return False
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, backend=self._backend, dynamic=True, fullgraph=True)
+            self._compiled(*args)
+        except Exception as e:  # a compiler missing or failing; the step's own errors surface on the other path
+            cause = getattr(e, "inner_exception", None) or e.__cause__ or e  # torch wraps the compiler's error
+            self.error = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+            return False
+        return True
+
+
+def _step_tensors(flat: bool, *tensors: Tensor) -> list[Tensor]:
+    """A parameter's tensors (the same memory) as the fused step takes them: with `flat` (a program
+    blind to shapes) and all contiguous, as vectors, so that one compile serves every shape; else as
+    they are, a 0-d one as shape (1,), since torch.compile drops in-place writes to 0-d inputs."""
+    if flat and all(t.is_contiguous() for t in tensors):  # detach(): else Dynamo guards on the view's base
+        return [t.view(-1).detach() for t in tensors]
+    return [t.view(1) if t.dim() == 0 else t for t in tensors]
+
+
+def _scalar(x: float, like: Tensor | None = None) -> Tensor:
+    """A number as a 0-d tensor in `like`'s dtype and device (float64 without `like`), for ops
+    that need tensors and so that scalar math keeps IEEE semantics (1 / 0 is inf)."""
+    if like is None:
+        return torch.tensor(x, dtype=torch.float64)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
 def _single_tensor_rediscover_lion_laptop(_params, _grads, _s1_state, _s2_state, _steps, *, lr,
@@ -207,3 +278,65 @@ def _multi_tensor_rediscover_lion_laptop(w, g, s1, s2, _steps, *, lr, beta1, bet
     # w = w - update, where
     #     v12 = v11 * lr
     torch._foreach_add_(w, v11, alpha=-lr)
+
+
+def _fused_step_rediscover_lion_laptop(_param, _grad, _s1_state, _s2_state, _v4_bc3, _v7_bc6, c0,
+                                       beta1, beta3, eps, lr, beta2, beta4, _v3_hi2, _v6_hi5,
+                                       _v13_hi12, _v14_hi13, _maximize):
+    """The update of one parameter, compiled once by torch.compile: every number is a 0-d
+    tensor in the parameter's dtype. It writes the parameter and its state in place."""
+    w = _param
+    g = -_grad if _maximize else _grad
+    s1 = _s1_state
+    s2 = _s2_state
+    v1 = torch.amax(torch.abs(w))  # v1 = max_abs(w)
+    v2 = v1 * c0  # v2 = v1 * c0
+    v3 = s1 - (s1 - g) * (1 - beta1) if _v3_hi2 else g + beta1 * (s1 - g)  # v3 = interp(g, s1, beta1)
+    v4 = v3 * _v4_bc3  # v4 = bias_correct(v3, beta2, step)
+    v5 = torch.square(g)  # v5 = square(g)
+    v6 = s2 - (s2 - v5) * (1 - beta3) if _v6_hi5 else v5 + beta3 * (s2 - v5)  # v6 = interp(v5, s2, beta3)
+    v7 = v6 * _v7_bc6  # v7 = bias_correct(v6, beta4, step)
+    v8 = torch.sqrt(v7)  # v8 = sqrt(v7)
+    v9 = v8 + eps  # v9 = v8 + eps
+    v10 = v4 / v9  # v10 = v4 / v9
+    v11 = v2 + v10  # v11 = v2 + v10
+    v12 = v11 * lr  # v12 = v11 * lr
+    v13 = s1 - (s1 - g) * (1 - beta2) if _v13_hi12 else g + beta2 * (s1 - g)  # v13 = interp(g, s1, beta2)
+    v14 = s2 - (s2 - v5) * (1 - beta4) if _v14_hi13 else v5 + beta4 * (s2 - v5)  # v14 = interp(v5, s2, beta4)
+    _param.sub_(v12)  # w = w - update
+    _s1_state.copy_(v13)
+    _s2_state.copy_(v14)
+
+
+_compiled_step_rediscover_lion_laptop = _CompiledStep(_fused_step_rediscover_lion_laptop)
+
+
+def _fused_rediscover_lion_laptop(_params, _grads, _s1_state, _s2_state, _steps, *, lr, beta1,
+                                  beta2, beta3, beta4, eps, c0, _maximize):
+    """The update, one parameter at a time through `_fused_step_rediscover_lion_laptop` compiled (the fused
+    path); what depends only on lr, step and constants is computed here, once."""
+    _numbers = {}  # (step, dtype, device) -> the numbers the step reads, as 0-d tensors
+    for _i, _param in enumerate(_params):
+        _key = (_steps[_i].item(), _param.dtype, _param.device)
+        _n = _numbers.get(_key)
+        if _n is None:
+            step = _steps[_i].to(_param)
+            _v4_bc3 = 1 / (1 - beta2 ** step)
+            _v7_bc6 = 1 / (1 - beta4 ** step)
+            _n = _numbers[_key] = (_v4_bc3, _v7_bc6, _scalar(c0, _param), _scalar(beta1, _param),
+                                   _scalar(beta3, _param), _scalar(eps, _param),
+                                   _scalar(lr, _param), _scalar(beta2, _param),
+                                   _scalar(beta4, _param), bool(abs(beta1) >= 0.5),
+                                   bool(abs(beta3) >= 0.5), bool(abs(beta2) >= 0.5),
+                                   bool(abs(beta4) >= 0.5))
+        _tensors = _step_tensors(True, _param.detach(), _grads[_i], _s1_state[_i], _s2_state[_i])
+        if not _compiled_step_rediscover_lion_laptop.run(*_tensors, *_n, _maximize):
+            # not compiled here: the foreach path takes the rest of the group
+            return _multi_tensor_rediscover_lion_laptop(_params[_i:], _grads[_i:], _s1_state[_i:],
+                                                        _s2_state[_i:], _steps[_i:], lr=lr,
+                                                        beta1=beta1, beta2=beta2, beta3=beta3,
+                                                        beta4=beta4, eps=eps, c0=c0,
+                                                        _maximize=_maximize)
+
+
+RediscoverLionLaptop.compiled_step = _compiled_step_rediscover_lion_laptop
