@@ -22,8 +22,8 @@ def resolve_program(spec: str) -> Program:
     candidate = resolve_candidate(spec)
     if isinstance(candidate, RoleProgram):
         where = program_source(spec)
-        raise ProgramError(f"a role candidate ({role_description(candidate)}); only `optsearch eval` takes one "
-                           "so far: give a single program", where, candidate.roles_line)
+        raise ProgramError(f"a role candidate ({role_description(candidate)}); only `optsearch eval` and `export` "
+                           "take one so far: give a single program", where, candidate.roles_line)
     return candidate
 
 

@@ -1,8 +1,9 @@
-"""`optsearch eval` takes a role candidate (one program per parameter role); the other commands
-say plainly that they take a single program."""
+"""`optsearch eval` and `export` take a role candidate (one program per parameter role); the other
+commands say plainly that they take a single program."""
 import json
 
 import pytest
+import torch
 
 from optsearch.discovered import load_zoo, zoo_path
 
@@ -31,7 +32,7 @@ def test_commands_that_take_one_program_refuse_a_role_candidate_in_one_line(cli,
     r = cli(command, "lion_adamw")
     assert r.code == 2 and r.err.count("\n") == 1
     assert f"{ROLE_FILE}:31: a role candidate (hidden: lion, embedding: adamw" in r.err
-    assert "only `optsearch eval` takes one" in r.err
+    assert "only `optsearch eval` and `export` take one" in r.err
 
 
 def test_eval_refuses_a_subspace_around_a_role_candidate(cli):
@@ -42,3 +43,26 @@ def test_eval_refuses_a_subspace_around_a_role_candidate(cli):
 def test_plain_zoo_programs_still_resolve_as_programs(cli):
     r = cli("check", "lion", "--json")
     assert r.code == 0 and json.loads(r.out)["name"] == load_zoo("lion").name
+
+
+def test_export_of_a_role_candidate_writes_one_optimizer_with_a_program_per_role(cli, tmp_path):
+    out = tmp_path / "mixed.py"
+    r = cli("export", "lion_adamw", "-o", out)
+    assert r.code == 0, r.err
+    assert f"wrote {out} (class LionAdamw, one program per role: hidden: lion, embedding: adamw" in r.out
+    namespace: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)
+    w, b = torch.nn.Parameter(torch.ones(3, 2)), torch.nn.Parameter(torch.ones(2))
+    opt = namespace["LionAdamw"]([w, b], lr=0.1, lion_weight_decay=0.0, adamw_weight_decay=0.0)
+    w.grad, b.grad = torch.full((3, 2), 0.5), torch.full((2,), 0.5)
+    opt.step()
+    assert torch.allclose(w, torch.full((3, 2), 0.9)) and torch.allclose(b, torch.full((2,), 0.9))
+    assert set(opt.state[w]) == {"step", "m"} and set(opt.state[b]) == {"step", "m", "v"}  # Lion, AdamW
+
+
+@pytest.mark.parametrize("option", [["--distributed"], ["--subspace-rank", "4"]])
+def test_export_refuses_a_transform_around_a_role_candidate_in_one_line(cli, tmp_path, option):
+    r = cli("export", "lion_adamw", "-o", tmp_path / "x.py", *option)
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "take a single program, not a role candidate (hidden: lion" in r.err
+    assert not (tmp_path / "x.py").exists()
