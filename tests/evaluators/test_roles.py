@@ -150,3 +150,18 @@ def test_muon_adamw_trains_as_torch_muon_on_hidden_matrices_and_adamw_elsewhere(
         assert r.metric(0, li) == pytest.approx(muon_adamw_by_hand(task, 0, mult), rel=1e-4)
     alone = train(load_zoo_candidate("adamw"), task, seeds=(0,), lr_multipliers=(3.0,))
     assert abs(alone.metrics[0] - r.metric(0, 1)) > 1e-2
+
+
+def test_a_job_carrying_a_role_candidates_text_is_evaluated_as_the_candidate():
+    from optsearch.dsl import print_candidate
+    from optsearch.evaluators import EvalJob, run_job
+    from optsearch.evaluators.executor import SubspaceOptions
+
+    candidate = load_zoo_candidate("lion_adamw")
+    job = EvalJob(print_candidate(candidate), ("quadratic/small",), (0,), (0.3, 1.0))
+    result = run_job(job)
+    assert result.status == "ok"
+    assert result.fitness == evaluate(candidate, [QUADRATIC], lr_multipliers=(0.3, 1.0)).fitness
+    assert result.fitness != run_job(replace(job, program=print_program(load_zoo("lion")))).fitness
+    refused = run_job(replace(job, subspace=SubspaceOptions(rank=4)))
+    assert refused.status == "invalid" and "role candidate" in refused.error
