@@ -55,7 +55,8 @@ from optsearch.proxy_tasks.adamw import train_adamw
 from machine_info import loadavg, machine  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).parent / "results" / "evaluator_speed.json"
-TARGETS = {"overhead_ratio_max": 1.1, "roles_ratio_max": 1.1, "per_copy_ratio_max": {"cpu": 1.0, "cuda": 0.35}, "matmul_fraction_min": 0.5}
+TARGETS = {"overhead_ratio_max": 1.1, "roles_ratio_max": 1.1, "per_copy_ratio_max": {"cpu": 1.0, "cuda": 0.35},
+           "matmul_fraction_min": 0.5}
 BATCH_SEEDS, BATCH_MULTS = (0, 1), (0.5, 0.7, 1.0, 1.4)   # B = 8
 QUICK_STEPS, QUICK_REPS = 24, 2
 
@@ -408,7 +409,8 @@ def report_roles(run: dict) -> None:
     for r in run["tasks"]:
         m, q = r["median_wall_s"], r["metric"]
         print(f"{r['task'] + '/' + r['size']:<10} {r['steps']:>5} {m['train_muon_adamw']:>8.2f} "
-              f"{m['evaluator_muon_adamw']:>8.2f} {r['ratio']:>7.3f} {r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} "
+              f"{m['evaluator_muon_adamw']:>8.2f} {r['ratio']:>7.3f} "
+              f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} "
               f"{r['ratio_cpu_time']:>9.3f} {q['train_muon_adamw']:>11.4f} "
               f"{q['evaluator_muon_adamw']:>11.4f}")
     print(f"target: <= {run['target_ratio_max']}x"

@@ -57,7 +57,8 @@ SCALES = {"original": ["ratio = r / c", "ratio = maximum(ratio, 1.0)", "scale = 
 
 def muon(rule: str, wd: float, factor: float) -> str:
     """torch.optim.Muon's step with `adjust_lr_fn` = `rule`, at `factor` times the shared lr."""
-    body = ["u = interp(g, m, 0.9025)", "m = interp(g, m, 0.95)", "o = orthogonalize(u, 3.4445, -4.775, 2.0315, 5.0, 1e-07)",
+    body = ["u = interp(g, m, 0.9025)", "m = interp(g, m, 0.95)",
+            "o = orthogonalize(u, 3.4445, -4.775, 2.0315, 5.0, 1e-07)",
             "r = rows(w)", "c = cols(w)", *SCALES[rule], "update = o * scale", f"decay = w * {wd!r}",
             "update = update + decay", "update = update * lr", f"update = update * {factor!r}", "return update, m"]
     return "def muon(w, g, lr, m):\n" + "".join(f"    {line}\n" for line in body)

@@ -11,13 +11,13 @@ from optsearch.dsl.printer import print_program
 
 DEFAULT_LR = 1e-3
 
-_ROLE_DOC = {
+ROLE_DOC = {
     "beta": "coefficient of a moving average, decay or bias correction",
     "eps": "term added to a denominator for numerical stability",
     "weight_decay": "decoupled weight decay",
     "constant": "a constant of the program",
 }
-_VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
+VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
     "eps": ("0.0 <= {x}", "Invalid epsilon value: {{{x}}}"),
     "weight_decay": ("0.0 <= {x}", "Invalid weight_decay value: {{{x}}}"),
 }
@@ -44,8 +44,8 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str) -> str:
         elif h.role == "beta":
             lines += [f"        if not 0.0 <= {h.arg} < 1.0:",
                       f'            raise ValueError(f"Invalid {h.arg} value: {{{h.arg}}}")']
-        elif h.role in _VALIDATION:
-            cond, msg = _VALIDATION[h.role]
+        elif h.role in VALIDATION:
+            cond, msg = VALIDATION[h.role]
             lines += [f"        if not {cond.format(x=h.arg)}:",
                       f'            raise ValueError(f"{msg.format(x=h.arg)}")']
     keys = ["lr"] + [h.arg for h in hyper] + ["maximize", "foreach"]
@@ -97,7 +97,7 @@ def _docstring(cg: Codegen) -> list[str]:
     for h in cg.constants.hyper:
         where = "; ".join(f"{n} in " + ", ".join(f"``{cg.named_statement(i)}``" for i in uses)
                           for n, uses in zip(h.code_names, h.uses))
-        arg(h.arg, f"{_ROLE_DOC[h.role]}: {where} (default: {h.default}).")
+        arg(h.arg, f"{ROLE_DOC[h.role]}: {where} (default: {h.default}).")
     arg("maximize", "maximize the objective instead of minimizing it (default: False).")
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters of a "
                    "group share one CPU or CUDA device and dtype.")

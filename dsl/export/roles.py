@@ -23,7 +23,7 @@ from optsearch.dsl.export.assemble import (CodePaths, PlainOptimizer, assemble, 
                                            code_paths, export_program, header)
 from optsearch.dsl.export.codegen import Codegen, wrap
 from optsearch.dsl.export.names import name_constants
-from optsearch.dsl.export.optimizer_class import (_ROLE_DOC, _VALIDATION, DEFAULT_LR, collect_lines, dispatch_lines,
+from optsearch.dsl.export.optimizer_class import (DEFAULT_LR, ROLE_DOC, VALIDATION, collect_lines, dispatch_lines,
                                                   group_kwargs, hyper_signature, step_header)
 from optsearch.dsl.ir import Program, RoleProgram
 from optsearch.dsl.ops import OPS
@@ -135,8 +135,8 @@ def _validation(h, public: str) -> list[str]:
     if h.role == "beta":
         return [f"        if not 0.0 <= {public} < 1.0:", f'            raise ValueError(f"Invalid {public} value: '
                 f'{{{public}}}")']
-    if h.role in _VALIDATION:
-        cond, _ = _VALIDATION[h.role]
+    if h.role in VALIDATION:
+        cond, _ = VALIDATION[h.role]
         return [f"        if not {cond.format(x=public)}:",
                 f'            raise ValueError(f"Invalid {public} value: {{{public}}}")']
     return []
@@ -172,7 +172,7 @@ def _docstring(candidate: RoleProgram, cgs: list[Codegen], names: list[dict[str,
     arg("lr", f"learning rate of every program (default: {DEFAULT_LR!r}).")
     for cg, nm in zip(cgs, names):
         for h in cg.constants.hyper:
-            arg(nm[h.arg], f"``{cg.program.name}``'s {_ROLE_DOC.get(h.role, h.role)} (default: {h.default}).")
+            arg(nm[h.arg], f"``{cg.program.name}``'s {ROLE_DOC.get(h.role, h.role)} (default: {h.default}).")
     arg("maximize", "maximize the objective instead of minimizing it (default: False).")
     arg("foreach", "use the ``torch._foreach_*`` path; None (default) uses it when all parameters a program "
                    "steps in a group share one CPU or CUDA device and dtype.")
