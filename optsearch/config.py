@@ -42,7 +42,7 @@ class ExecutorSettings:
 
 
 # The top-level keys, in the order the resolved config is written.
-TOP_KEYS = ("name", "seed", "warm_start", "search", "evaluation", "budget", "executor", "funnel")
+TOP_KEYS = ("name", "seed", "warm_start", "search", "evaluation", "budget", "executor", "funnel", "roles")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ class RunConfig:
         s = self.search
         return {"name": self.name, "seed": s.seed, "warm_start": s.warm_start,
                 "search": section_data(s, EvolutionSettings), "evaluation": plain(s.evaluation),
-                "budget": section_data(s, BudgetSettings), "executor": plain(self.executor), "funnel": plain(s.funnel)}
+                "budget": section_data(s, BudgetSettings), "executor": plain(self.executor), "funnel": plain(s.funnel),
+                **({"roles": plain(s.roles)} if s.roles is not None else {})}
 
 
 def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | None = None,
@@ -78,7 +79,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
             if k not in TOP_KEYS:
                 raise (where / k).fail(unknown_key(k, TOP_KEYS))
         name = _run_name(default_name if data.get("name") is None else data["name"], where / "name")
-        top = read_section(SearchSettings, {k: data[k] for k in ("seed", "warm_start", "evaluation", "funnel")
+        top = read_section(SearchSettings, {k: data[k] for k in ("seed", "warm_start", "evaluation", "funnel", "roles")
                                             if k in data}, where)
         search = SearchSettings(**read_section(EvolutionSettings, data.get("search"), where / "search"),
                                 **read_section(BudgetSettings, data.get("budget"), where / "budget"), **top)

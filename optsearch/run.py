@@ -27,7 +27,7 @@ from optsearch.search.records import ProgramRow
 from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
-FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
+FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel", "roles")
 
 
 def run_dir_for(config: RunConfig, run_dir: str | Path | None) -> Path:
@@ -115,6 +115,12 @@ def resolve_programs(config: RunConfig) -> tuple[Program, Program | None]:
     return resolve_program(config.search.warm_start), resolve_program(target.program) if target else None
 
 
+def fixed_programs(config: RunConfig) -> dict[str, Program] | None:
+    """The fixed programs of a search with parameter roles, by role (None: the search has no roles)."""
+    roles = config.search.roles
+    return None if roles is None else {role: resolve_program(spec) for role, spec in roles.fixed.items()}
+
+
 def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None,
            executor: Executor | None = None) -> tuple[Outcome, RunStore]:
     """Run (or continue) the search of `config` in `run_dir`; the executor is closed on every exit."""
@@ -125,7 +131,7 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
             store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
         executor = executor or make_executor(config.executor)
         try:
-            evolution = Evolution(config.search, store, executor, warm, target, progress)
+            evolution = Evolution(config.search, store, executor, warm, target, progress, fixed_programs(config))
             outcome = evolution.run()
         finally:
             executor.close()
