@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
-from optsearch.dsl import OptsearchError, Program
+from optsearch.dsl import OptsearchError, Program, RoleProgram
+from optsearch.dsl.roles import with_fixed_roles
 from optsearch.evaluators import Executor, InlineExecutor
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
@@ -121,6 +122,13 @@ def fixed_programs(config: RunConfig) -> dict[str, Program] | None:
     return None if roles is None else {role: resolve_program(spec) for role, spec in roles.fixed.items()}
 
 
+def run_candidate(config: RunConfig, program: Program) -> Program | RoleProgram:
+    """What the run of `config` trained for its program `program`: the program itself, or with
+    parameter roles the candidate it makes with the run's fixed programs."""
+    fixed = fixed_programs(config)
+    return program if fixed is None else with_fixed_roles(program, config.search.roles.evolve, fixed)
+
+
 def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None,
            executor: Executor | None = None) -> tuple[Outcome, RunStore]:
     """Run (or continue) the search of `config` in `run_dir`; the executor is closed on every exit."""
@@ -136,7 +144,7 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
         finally:
             executor.close()
         try:
-            finalize(store, run_dir)
+            finalize(store, run_dir, config)
         except OSError as e:
             raise OptsearchError(f"{e.filename}: cannot write the winner ({_why(e)}); the search is stored: "
                                  f"`optsearch resume {run_dir}` writes it once that is fixed") from None
@@ -192,11 +200,12 @@ def chosen_by(basis: str) -> str:
     return "as the match of the run's target" if basis == "target" else f"on the {basis} fitness"
 
 
-def finalize(store: RunStore, run_dir: Path) -> dict | None:
+def finalize(store: RunStore, run_dir: Path, config: RunConfig | None = None) -> dict | None:
     """Choose the winner, simplify it (exact rewrites only: its behaviour is what was measured), and
-    write `best.py` (the program) and `best_optimizer.py` (its torch.optim export) into the run directory."""
-    from optsearch.dsl import parse_program, print_program
-    from optsearch.dsl.export import export_program
+    write `best.py` (the program) and `best_optimizer.py` (its torch.optim export) into the run directory.
+    With `config`'s parameter roles, both are the candidate the winner makes with the fixed programs."""
+    from optsearch.dsl import parse_program, print_candidate
+    from optsearch.dsl.export.roles import export_candidate
     chosen = choose_winner(store)
     if chosen is None:
         return None
@@ -216,8 +225,9 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
               + f" (0 = tuned AdamW); chosen {chosen_by(basis)}.\n"
               + (f"# Simplified exactly ({len(steps)} rewrites) from {run_dir}#{pid}.\n" if steps else ""))
     best_py, best_opt = run_dir / "best.py", run_dir / "best_optimizer.py"
-    write_atomically(best_py, header + print_program(simplified))
-    write_atomically(best_opt, export_program(simplified))
+    found = simplified if config is None else run_candidate(config, simplified)
+    write_atomically(best_py, header + print_candidate(found))
+    write_atomically(best_opt, export_candidate(found))
     info = {"id": pid, "basis": basis, "fitness": row.fitness, "funnel_fitness": row.funnel_fitness,
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
     store.set("winner", {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in info.items()})

@@ -66,3 +66,37 @@ def test_export_refuses_a_transform_around_a_role_candidate_in_one_line(cli, tmp
     assert r.code == 2 and r.err.count("\n") == 1
     assert "take a single program, not a role candidate (hidden: lion" in r.err
     assert not (tmp_path / "x.py").exists()
+
+
+ROLES_RUN = """
+name: roles
+seed: 1
+warm_start: lion
+roles: {evolve: [hidden], fixed: {default: adamw}}
+search: {population: 3, tournament: 2}
+evaluation: {tasks: [quadratic/small], lr_multipliers: [0.3, 1.0]}
+budget: {evaluations: 4}
+executor: {kind: inline}
+"""
+
+
+def test_a_run_with_roles_is_read_back_as_its_candidates(cli, tmp_path):
+    (tmp_path / "roles.yaml").write_text(ROLES_RUN)
+    run = tmp_path / "run"
+    r = cli("evolve", tmp_path / "roles.yaml", "--run-dir", run, "--quiet")
+    assert r.code == 0, r.err
+    # eval and export take the candidate the run trained; check and simplify the evolved program
+    r = cli("eval", f"{run}#1", "--task", "quadratic", "--lr-multipliers", "0.3", "1", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["roles"]["hidden"] == "run_1" and report["roles"]["vector"] == "adamw"
+    assert cli("check", f"{run}#1").code == 0
+    out = tmp_path / "found"
+    r = cli("report", run, "--id", "1", "-o", out, "--seeds", "1", "--task", "quadratic")
+    assert r.code == 0, r.err
+    text = (out / "program.py").read_text()
+    assert 'roles = {"hidden": found, "default": adamw}' in text
+    assert "_split_by_program(" in (out / "optimizer.py").read_text()
+    assert "roles: it steps hidden; fixed programs step the rest (default: adamw)" in cli("show", run).out
+    assert 'roles = {"hidden": run_' in (run / "best.py").read_text()  # the winner, as trained
+    assert "_split_by_program(" in (run / "best_optimizer.py").read_text()
