@@ -6,7 +6,8 @@ default and its check once (`optsearch.search.checks.setting`): `search:` is `Ev
 evaluators' `SubspaceOptions`), `funnel:` is `FunnelSettings`, `budget.target` is `Target`.
 `roles:` is `RoleSettings`. `SearchSettings`, what the search reads, is the first two plus the
 top-level `seed`, `warm_start`, `evaluation`, `funnel` and `roles`. `optsearch.config` reads a YAML
-file into these; the search itself only ever sees the frozen dataclasses, so a run is reproducible from what the run store keeps.
+file into these; the search itself only ever sees the frozen dataclasses, so a run is reproducible
+from what the run store keeps.
 """
 from __future__ import annotations
 
