@@ -69,7 +69,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
                  default_name: str = "run") -> RunConfig:
     """Validate a config mapping (as loaded from YAML) and build the typed `RunConfig`."""
     base = Path(source).parent
-    where = Where(program=lambda spec: _program(spec, base))
+    where = Where(program=lambda spec: _program(spec, base), candidate=lambda spec: _program(spec, base, True))
     try:
         if data is None:
             data = {}
@@ -102,14 +102,15 @@ def _run_name(v: Any, where: Where) -> str:
     return name
 
 
-def _program(spec: str, base: Path) -> str:
+def _program(spec: str, base: Path, candidate: bool = False) -> str:
     """A warm start or target as the run will read it: a zoo name, or a file (next to the config
-    when it is not found from here); `ValueError` when it names neither."""
-    from optsearch.programs import resolve_program  # the CLI's PROGRAM rules: file or zoo name
+    when it is not found from here); `ValueError` when it names neither. With `candidate`, a role
+    candidate is accepted too."""
+    from optsearch.programs import resolve_candidate, resolve_program  # the CLI's PROGRAM rules
     if not Path(spec).is_file() and (base / spec).is_file():
         spec = str(base / spec)
     try:
-        resolve_program(spec)
+        (resolve_candidate if candidate else resolve_program)(spec)
     except OptsearchError as e:
         raise ValueError(str(e)) from None
     return spec

@@ -17,11 +17,11 @@ import torch
 
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
 from optsearch.dsl import OptsearchError, Program, RoleProgram
-from optsearch.dsl.roles import with_fixed_roles
+from optsearch.dsl.roles import program_for, role_description, with_fixed_roles
 from optsearch.evaluators import Executor, InlineExecutor
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
-from optsearch.programs import resolve_program
+from optsearch.programs import resolve_candidate, resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
 from optsearch.search.records import ProgramRow
@@ -112,8 +112,21 @@ def with_overrides(config: RunConfig, max_evals: int | None = None, executor: st
 
 
 def resolve_programs(config: RunConfig) -> tuple[Program, Program | None]:
-    target = config.search.target
-    return resolve_program(config.search.warm_start), resolve_program(target.program) if target else None
+    """The warm start and the target. A role candidate as the warm start gives the program of the
+    roles the search evolves (`roles.evolve`), which must be one program of the candidate."""
+    s, target = config.search, config.search.target
+    warm = resolve_candidate(s.warm_start)
+    if isinstance(warm, RoleProgram):
+        if s.roles is None:
+            raise ConfigError(f"{config.source}: warm_start '{s.warm_start}' is a role candidate "
+                              f"({role_description(warm)}); add a roles: section saying which roles the search evolves")
+        names = {program_for(warm, r).name for r in s.roles.evolve}
+        if len(names) > 1:
+            raise ConfigError(f"{config.source}: warm_start '{s.warm_start}' steps the evolved roles "
+                              f"{', '.join(s.roles.evolve)} with {len(names)} programs ({', '.join(sorted(names))}); "
+                              "the search evolves one program for them")
+        warm = program_for(warm, s.roles.evolve[0])
+    return warm, resolve_program(target.program) if target else None
 
 
 def fixed_programs(config: RunConfig) -> dict[str, Program] | None:

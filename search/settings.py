@@ -20,7 +20,7 @@ from optsearch.evaluators.executor import SubspaceOptions
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
 from optsearch.proxy_tasks import TASKS
 from optsearch.search.checks import (
-    SettingError, Where, flag, integer, number, numbers, program_spec, read_section, section, setting, show, text,
+    SettingError, Where, candidate_spec, flag, integer, number, numbers, program_spec, read_section, section, setting, show, text,
     unknown_key,
 )
 
@@ -265,7 +265,7 @@ class SearchSettings(EvolutionSettings, BudgetSettings):
     config's top-level `seed`, `warm_start`, `evaluation`, `funnel` and `roles`."""
 
     seed: int = setting(0, integer(0))
-    warm_start: str = setting("adamw", program_spec)                               # zoo name or program file
+    warm_start: str = setting("adamw", candidate_spec)  # zoo name or file: a program, or with roles a role candidate
     evaluation: EvaluationSettings = setting(check=section(EvaluationSettings), factory=EvaluationSettings)
     funnel: FunnelSettings | None = setting(None, section(FunnelSettings, optional=True))
     roles: RoleSettings | None = setting(None, section(RoleSettings, optional=True))  # None: one program

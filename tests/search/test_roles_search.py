@@ -96,3 +96,23 @@ def test_evolve_with_an_unknown_role_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "roles.evolve.1: unknown role 'output'" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_role_candidate_as_warm_start_gives_the_evolved_roles_program(tmp_path):
+    from optsearch.discovered import load_zoo_candidate
+    from optsearch.run import resolve_programs
+
+    path = tmp_path / "run.yaml"
+    path.write_text("warm_start: muon_adamw\nroles: {evolve: [hidden]}\nbudget: {evaluations: 5}\n")
+    warm, _ = resolve_programs(load_config(path))
+    assert warm == program_for(load_zoo_candidate("muon_adamw"), "hidden")
+    path.write_text("warm_start: muon_adamw\nroles: {evolve: [hidden, head], fixed: {default: adamw}}\n"
+                    "budget: {evaluations: 5}\n")
+    with pytest.raises(ConfigError, match=r"steps the evolved roles hidden, head with 2 programs \(adamw, muon\)"):
+        resolve_programs(load_config(path))
+    path.write_text("warm_start: lion_adamw\nbudget: {evaluations: 5}\n")
+    with pytest.raises(ConfigError, match="is a role candidate .*; add a roles: section"):
+        resolve_programs(load_config(path))
+    path.write_text("budget: {evaluations: 5, target: lion_adamw}\n")
+    with pytest.raises(ConfigError, match="budget.target.program: .*a role candidate"):
+        load_config(path)
