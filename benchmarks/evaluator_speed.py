@@ -7,6 +7,11 @@ Three questions, on the `lm` and `vit` proxy tasks (small by default), in one pr
     model, data and steps. Target <= 1.1x.
 (b) batching: per-copy time of B = 8 copies trained together (2 seeds x 4 lr multipliers) against
     B = 1. Target <= 1.0x on CPU (batching never costs), <= 0.35x on a GPU (`--device cuda`).
+(d) roles: one evaluation of the zoo role candidate `muon_adamw` (Muon on the hidden matrices, AdamW
+    on the rest) through the evaluator with B = 1 against `train_muon_adamw`, a plain loop with
+    `torch.optim.Muon` (`adjust_lr_fn="match_rms_adamw"`) on the hidden matrices and `torch.optim.AdamW`
+    on the rest, same model, data, steps and lr. Target <= 1.1x. (torch.optim.Muon runs Newton-Schulz
+    in bfloat16, the evaluator in float32.) `--case muon_adamw` runs only this one.
 (c) efficiency: the evaluator's achieved FLOP/s (matmul FLOPs of one forward+backward step under
     vmap, counted by `torch.utils.flop_counter.FlopCounterMode`, times steps, plus the validation
     metric's FLOPs, over the wall time of the whole evaluation) as a fraction of a dense float32
@@ -23,6 +28,7 @@ Writes `benchmarks/results/evaluator_speed.json` (one entry per device kind; a r
 keeps the other's entry) and prints a table.
 
     python benchmarks/evaluator_speed.py [--quick] [--device cpu|cuda] [--threads 1] [--reps 3]
+                                         [--case all|adamw|muon_adamw]
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from torch.func import grad_and_value, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from optsearch.discovered import load_zoo
+from optsearch.discovered import load_zoo, load_zoo_candidate
 from optsearch.dsl import compile_program
 from optsearch.evaluators.train import train
 from optsearch.proxy_tasks import Task, get_task
@@ -49,7 +55,8 @@ from optsearch.proxy_tasks.adamw import train_adamw
 from machine_info import loadavg, machine  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).parent / "results" / "evaluator_speed.json"
-TARGETS = {"overhead_ratio_max": 1.1, "per_copy_ratio_max": {"cpu": 1.0, "cuda": 0.35}, "matmul_fraction_min": 0.5}
+TARGETS = {"overhead_ratio_max": 1.1, "roles_ratio_max": 1.1, "per_copy_ratio_max": {"cpu": 1.0, "cuda": 0.35},
+           "matmul_fraction_min": 0.5}
 BATCH_SEEDS, BATCH_MULTS = (0, 1), (0.5, 0.7, 1.0, 1.4)   # B = 8
 QUICK_STEPS, QUICK_REPS = 24, 2
 
@@ -225,6 +232,70 @@ def bench_task(name: str, size: str, steps: int | None, reps: int, b8_reps: int,
     }
 
 
+def train_muon_adamw(task: Task, seed: int = 0, weight_decay: float = 0.01) -> float:
+    """A plain loop: `torch.optim.Muon` ("match_rms_adamw") on the task's hidden matrices and
+    `torch.optim.AdamW` on its other parameters, one lr (the budget's, on its schedule) and one weight
+    decay, as the zoo's `muon_adamw`; returns the validation metric."""
+    budget = task.budget
+    params = {k: v.clone().requires_grad_(True) for k, v in task.init(seed).items()}
+    roles = dict(zip(params, task.param_roles()))
+    muon = torch.optim.Muon([p for k, p in params.items() if roles[k] == "hidden"], lr=budget.lr,
+                            weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([p for k, p in params.items() if roles[k] != "hidden"], lr=budget.lr,
+                              weight_decay=weight_decay)
+    for step in range(1, budget.steps + 1):
+        for opt in (muon, adamw):
+            opt.param_groups[0]["lr"] = budget.lr * budget.lr_at(step)
+        loss = task.loss(params, task.batch(seed, step))
+        muon.zero_grad(set_to_none=True)
+        adamw.zero_grad(set_to_none=True)
+        loss.backward()
+        muon.step()
+        adamw.step()
+    with torch.no_grad():
+        return float(task.metric(params))
+
+
+def bench_roles(name: str, size: str, steps: int | None, reps: int, device: torch.device, batching: str,
+                log) -> dict:
+    """(d): the evaluator with `muon_adamw` against `train_muon_adamw`, B = 1, interleaved rounds."""
+    full = get_task(name, size).to(device)
+    task = truncated(full, steps) if steps else full
+    candidate = load_zoo_candidate("muon_adamw")
+    short = truncated(task, 3)
+
+    def kinds(t: Task) -> dict:
+        return {"evaluator_muon_adamw": lambda: train(candidate, t, (0,), (1.0,), device=device, batching=batching),
+                "train_muon_adamw": lambda: train_muon_adamw(t, 0)}
+
+    first = {kind: round(timed(fn, device)[0], 4) for kind, fn in kinds(short).items()}
+    wall: dict[str, list[float]] = {k: [] for k in kinds(task)}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds(task)}
+    metric: dict[str, float] = {}
+    order = list(wall)
+    for rep in range(reps):
+        for kind in order[rep % 2:] + order[:rep % 2]:
+            w, c, out = timed(kinds(task)[kind], device)
+            if kind.startswith("evaluator"):
+                if out.status != "ok" or out.steps != task.budget.steps:
+                    raise RuntimeError(f"{name}: {kind} did not train the whole budget: {out.status} {out.error}")
+                out = out.metrics[0]
+            metric[kind] = out
+            wall[kind].append(w)
+            cpu[kind].append(c)
+            log(f"  {name}/{size} round {rep + 1}/{reps}: {kind:<20} {w:7.2f} s")
+    ratios = [e / p for e, p in zip(wall["evaluator_muon_adamw"], wall["train_muon_adamw"])]
+    cpu_ratios = [e / p for e, p in zip(cpu["evaluator_muon_adamw"], cpu["train_muon_adamw"])]
+    return {"task": name, "size": size, "steps": task.budget.steps, "first_call_s": first,
+            "wall_s": {k: [round(x, 4) for x in v] for k, v in wall.items()},
+            "median_wall_s": {k: round(statistics.median(v), 4) for k, v in wall.items()},
+            "cpu_s": {k: [round(x, 4) for x in v] for k, v in cpu.items()},
+            "ratio": round(statistics.median(ratios), 4), "ratio_cpu_time": round(statistics.median(cpu_ratios), 4),
+            "ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+            "metric": {k: round(v, 5) for k, v in metric.items()},
+            "met": statistics.median(ratios) <= TARGETS["roles_ratio_max"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
@@ -239,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                              "batching")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"truncate every budget to this many steps (default: full; --quick {QUICK_STEPS})")
+    parser.add_argument("--case", default="all", choices=["all", "adamw", "muon_adamw"],
+                        help="adamw: (a)-(c); muon_adamw: (d), the role candidate against torch.optim.Muon + AdamW")
     parser.add_argument("--quick", action="store_true", help="smoke mode: short budgets, fewer rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -253,6 +326,51 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    key = kind if args.batching == "auto" else f"{kind}, batching={args.batching}"
+    previous = read_previous(args.out)
+    if args.case in ("all", "adamw"):
+        run = adamw_cases(args, device, reps, b8_reps, steps, log)
+        runs = {k: v for k, v in previous.get("runs", {}).items() if k != key}
+        runs[key] = run
+        runs.setdefault("cuda", {"measured": False, "b_per_copy_ratio_max": TARGETS["per_copy_ratio_max"]["cuda"],
+                                 "note": "not measured: no GPU on the machine that wrote this file; run "
+                                         "`python benchmarks/evaluator_speed.py --device cuda`"})
+        previous["runs"] = dict(sorted(runs.items()))
+        report(run, kind)
+    if args.case in ("all", "muon_adamw"):
+        started, load_before = time.perf_counter(), loadavg()
+        rows = [bench_roles(t, args.size, steps, reps, device, args.batching, log) for t in args.tasks]
+        roles_run = {
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "threads": torch.get_num_threads(), "machine": machine(), "batching": args.batching,
+            "quick": args.quick, "reps": reps, "target_ratio_max": TARGETS["roles_ratio_max"],
+            "statistic": "wall seconds of whole evaluations; ratios are medians over rounds of within-round ratios",
+            "tasks": rows, "seconds": round(time.perf_counter() - started, 1),
+            "load_average_1min": {"before": load_before, "after": loadavg()},
+        }
+        previous["roles_runs"] = dict(sorted({**previous.get("roles_runs", {}), key: roles_run}.items()))
+        report_roles(roles_run)
+    if not args.no_write:
+        result = {"benchmark": "evaluator_speed", **{k: v for k, v in previous.items() if k != "benchmark"}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def read_previous(path: Path) -> dict:
+    """The results file's sections (`runs`: (a)-(c), `roles_runs`: (d)), each keyed by device kind;
+    a run replaces only its own entries."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def adamw_cases(args, device: torch.device, reps: int, b8_reps: int, steps: int | None, log) -> dict:
+    """(a)-(c) on every task: the zoo AdamW program through the evaluator against torch.optim.AdamW."""
+    kind = device.type
     started, load_before = time.perf_counter(), loadavg()
     rows = [bench_task(t, args.size, steps, reps, b8_reps, device, args.batching, log) for t in args.tasks]
     sizes = sorted({r["model_matmul_n"] for r in rows} | {1024})
@@ -280,27 +398,23 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": rows, "seconds": round(time.perf_counter() - started, 1),
         "load_average_1min": {"before": load_before, "after": loadavg()},   # other work on a shared machine
     }
-    if not args.no_write:
-        previous = {}
-        if args.out.exists():
-            try:
-                previous = json.loads(args.out.read_text()).get("runs", {})
-            except (json.JSONDecodeError, AttributeError):
-                previous = {}
-        key = kind if args.batching == "auto" else f"{kind}, batching={args.batching}"
-        runs = {k: v for k, v in previous.items() if k != key}
-        runs[key] = run
-        runs.setdefault("cuda", {"measured": False, "b_per_copy_ratio_max": TARGETS["per_copy_ratio_max"]["cuda"],
-                                 "note": "not measured: no GPU on the machine that wrote this file; run "
-                                         "`python benchmarks/evaluator_speed.py --device cuda`"})
-        result = {"benchmark": "evaluator_speed", "runs": dict(sorted(runs.items()))}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return run
 
-    report(run, kind)
-    if not args.no_write:
-        print(f"wrote {args.out}")
-    return 0
+
+def report_roles(run: dict) -> None:
+    print(f"(d) evaluator with muon_adamw / plain loop with torch.optim.Muon + torch.optim.AdamW, "
+          f"{run['threads']} thread(s), median of {run['reps']} rounds{' (quick)' if run['quick'] else ''}")
+    print(f"{'task':<10} {'steps':>5} {'loop s':>8} {'eval s':>8} {'ratio':>7} {'range':>11} {'cpu ratio':>9} "
+          f"{'loop metric':>11} {'eval metric':>11}")
+    for r in run["tasks"]:
+        m, q = r["median_wall_s"], r["metric"]
+        print(f"{r['task'] + '/' + r['size']:<10} {r['steps']:>5} {m['train_muon_adamw']:>8.2f} "
+              f"{m['evaluator_muon_adamw']:>8.2f} {r['ratio']:>7.3f} "
+              f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} "
+              f"{r['ratio_cpu_time']:>9.3f} {q['train_muon_adamw']:>11.4f} "
+              f"{q['evaluator_muon_adamw']:>11.4f}")
+    print(f"target: <= {run['target_ratio_max']}x"
+          + "".join(f"; {r['task']}/{r['size']}: missed" for r in run["tasks"] if not r["met"]))
 
 
 def report(run: dict, kind: str) -> None:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import ast
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 
 from optsearch.dsl.errors import ProgramError
@@ -79,6 +79,33 @@ def parameter_groups(candidate: Program | RoleProgram, roles: Sequence[str]) -> 
     names = [program_for(candidate, r).name for r in roles]
     return tuple(ParamGroup(p, tuple(i for i, n in enumerate(names) if n == p.name))
                  for p in candidate.programs if p.name in names)
+
+
+def with_fixed_roles(program: Program, evolve: Sequence[str], fixed: Mapping[str, Program]) -> RoleProgram:
+    """The candidate that steps the roles in `evolve` with `program` and every other role with a fixed
+    program (`fixed` keyed by role, or "default" for every role not listed): how a search evolves
+    one role's program beside fixed ones. A fixed program whose name is taken by a different one is
+    renamed `NAME_ROLE`; `ValueError` for an unknown role or a role left without a program."""
+    unknown = [r for r in (*evolve, *fixed) if r not in (*ROLES, DEFAULT) or (r == DEFAULT and r in evolve)]
+    if unknown:
+        raise ValueError(f"unknown role '{unknown[0]}'; roles: {', '.join(ROLES)} "
+                         f"(and \"{DEFAULT}\" for fixed ones)")
+    both = [r for r in evolve if r in fixed]
+    if both:
+        raise ValueError(f"role '{both[0]}' is both evolved and fixed")
+    programs, table = [program], {r: program.name for r in evolve}
+    for key, p in fixed.items():
+        if p not in programs:
+            taken = {q.name for q in programs}
+            if p.name in taken:
+                p = replace(p, name=f"{p.name}_{key}")
+            programs.append(p)
+        table[key] = p.name
+    missing = [r for r in ROLES if r not in table]
+    if missing and DEFAULT not in table:
+        raise ValueError(f"no program for the role{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    return RoleProgram(tuple(p for p in programs if p.name in table.values()),
+                       tuple((k, table[k]) for k in (*ROLES, DEFAULT) if k in table))
 
 
 def parse_candidate(text: str | bytes, path: str | None = None, *,
@@ -186,4 +213,4 @@ def role_description(candidate: RoleProgram) -> str:
 
 
 __all__ = ["DEFAULT", "ParamGroup", "ROLES", "Role", "default_role", "load_candidate", "parameter_groups",
-           "parse_candidate", "print_candidate", "program_for", "role_description"]
+           "parse_candidate", "print_candidate", "program_for", "role_description", "with_fixed_roles"]

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from optsearch.dsl import OptsearchError, Program, ProgramError, parse_program
+from optsearch.dsl import OptsearchError, Program, ProgramError, RoleProgram, parse_candidate
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators.evaluate import EvalResult, evaluate
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
@@ -42,7 +42,8 @@ class SubspaceOptions:
 
 @dataclass(frozen=True)
 class EvalJob:
-    """One evaluation: a program (as text, so it crosses process boundaries) and where to train it."""
+    """One evaluation: a program or a role candidate (as text, so it crosses process boundaries) and
+    where to train it."""
 
     program: str
     tasks: tuple[str, ...] = ("quadratic/small",)
@@ -74,11 +75,13 @@ class Executor(Protocol):
 def run_job(job: EvalJob) -> EvalResult:
     """Parse and evaluate a job; a program that does not parse is an `invalid` result."""
     try:
-        program: Program = parse_program(job.program)
+        program: Program | RoleProgram = parse_candidate(job.program)  # or one program per parameter role
     except ProgramError as e:
         return EvalResult("invalid", float("-inf"), [], 0.0, str(e))
     step = program
     if job.subspace is not None and job.subspace.rank:
+        if isinstance(program, RoleProgram):
+            return EvalResult("invalid", float("-inf"), [], 0.0, "a role candidate cannot run in a subspace")
         try:
             step = subspace_program(program, job.subspace.transform())
         except ProgramError as e:

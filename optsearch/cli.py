@@ -26,6 +26,7 @@ from optsearch.dsl import (
 from optsearch.dsl import ROLES, RoleProgram, program_for
 from optsearch.dsl.export import (VOTES, distributed_class_name, export_distributed, export_program, export_subspace,
                                   subspace_class_name)
+from optsearch.dsl.export.roles import export_candidate
 from optsearch.dsl.roles import role_description
 from optsearch.dsl.subspace import Subspace, subspace_from_options, subspace_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate, resolve_task
@@ -169,7 +170,9 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    program = resolve_program(args.program)
+    program = resolve_candidate(args.program)
+    if isinstance(program, RoleProgram):
+        return _export_roles(args, program)
     subspace = _subspace(args)
     if args.vote and not args.distributed:
         raise OptsearchError("--vote needs --distributed")
@@ -191,6 +194,20 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.distributed:
         print("in every worker, after torch.distributed.init_process_group (e.g. under torchrun); "
               "do not also all-reduce the gradients")
+
+
+def _export_roles(args: argparse.Namespace, candidate: RoleProgram) -> None:
+    """`optsearch export` of a role candidate: one optimizer, a program per role."""
+    if args.distributed or args.vote or _subspace(args) is not None:
+        raise OptsearchError(f"{args.program}: --distributed, --vote and --subspace-rank take a single program, "
+                             f"not a role candidate ({role_description(candidate)})")
+    source = export_candidate(candidate, args.class_name)  # checks the class name
+    path = Path(args.output)
+    write_atomically(path, source)
+    class_name = _first_class_name(source)
+    print(f"wrote {path} (class {class_name}, one program per role: {role_description(candidate)}; needs only torch)")
+    print(f"use it: from {_module_name(path)} import {class_name}; opt = {class_name}(model.parameters(), lr=1e-3) "
+          "(a param group may set \"role\"; else 2-D and up is hidden, the rest vector)")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -322,6 +322,10 @@ def _show_text(r: dict) -> str:
                   table(rows)]
     b = r["best"]
     lines += ["", f"best on the search tasks: {b['ref']} (fitness {fmt_fitness(b['fitness'])})", indent(b["program"])]
+    roles = (r["config"] or {}).get("roles")
+    if roles:
+        fixed = ", ".join(f"{role}: {spec}" for role, spec in roles["fixed"].items())
+        lines.append(f"roles: it steps {', '.join(roles['evolve'])}; fixed programs step the rest ({fixed})")
     w = r["winner"]
     if w:
         lines += ["", f"winner: #{w['id']} (chosen {chosen_by(w['basis'])}), exported to {w['export']} "

@@ -42,7 +42,7 @@ class ExecutorSettings:
 
 
 # The top-level keys, in the order the resolved config is written.
-TOP_KEYS = ("name", "seed", "warm_start", "search", "evaluation", "budget", "executor", "funnel")
+TOP_KEYS = ("name", "seed", "warm_start", "search", "evaluation", "budget", "executor", "funnel", "roles")
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,15 @@ class RunConfig:
         s = self.search
         return {"name": self.name, "seed": s.seed, "warm_start": s.warm_start,
                 "search": section_data(s, EvolutionSettings), "evaluation": plain(s.evaluation),
-                "budget": section_data(s, BudgetSettings), "executor": plain(self.executor), "funnel": plain(s.funnel)}
+                "budget": section_data(s, BudgetSettings), "executor": plain(self.executor), "funnel": plain(s.funnel),
+                **({"roles": plain(s.roles)} if s.roles is not None else {})}
 
 
 def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | None = None,
                  default_name: str = "run") -> RunConfig:
     """Validate a config mapping (as loaded from YAML) and build the typed `RunConfig`."""
     base = Path(source).parent
-    where = Where(program=lambda spec: _program(spec, base))
+    where = Where(program=lambda spec: _program(spec, base), candidate=lambda spec: _program(spec, base, True))
     try:
         if data is None:
             data = {}
@@ -78,7 +79,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
             if k not in TOP_KEYS:
                 raise (where / k).fail(unknown_key(k, TOP_KEYS))
         name = _run_name(default_name if data.get("name") is None else data["name"], where / "name")
-        top = read_section(SearchSettings, {k: data[k] for k in ("seed", "warm_start", "evaluation", "funnel")
+        top = read_section(SearchSettings, {k: data[k] for k in ("seed", "warm_start", "evaluation", "funnel", "roles")
                                             if k in data}, where)
         search = SearchSettings(**read_section(EvolutionSettings, data.get("search"), where / "search"),
                                 **read_section(BudgetSettings, data.get("budget"), where / "budget"), **top)
@@ -101,14 +102,15 @@ def _run_name(v: Any, where: Where) -> str:
     return name
 
 
-def _program(spec: str, base: Path) -> str:
+def _program(spec: str, base: Path, candidate: bool = False) -> str:
     """A warm start or target as the run will read it: a zoo name, or a file (next to the config
-    when it is not found from here); `ValueError` when it names neither."""
-    from optsearch.programs import resolve_program  # the CLI's PROGRAM rules: file or zoo name
+    when it is not found from here); `ValueError` when it names neither. With `candidate`, a role
+    candidate is accepted too."""
+    from optsearch.programs import resolve_candidate, resolve_program  # the CLI's PROGRAM rules
     if not Path(spec).is_file() and (base / spec).is_file():
         spec = str(base / spec)
     try:
-        resolve_program(spec)
+        (resolve_candidate if candidate else resolve_program)(spec)
     except OptsearchError as e:
         raise ValueError(str(e)) from None
     return spec

@@ -19,16 +19,19 @@ from optsearch.dsl.roles import role_description
 def resolve_program(spec: str) -> Program:
     """The checked program that `spec` names; an `OptsearchError` saying why when none is found,
     or when `spec` is a role candidate (one program per parameter role)."""
-    candidate = resolve_candidate(spec)
+    candidate = resolve_candidate(spec, run_roles=False)
     if isinstance(candidate, RoleProgram):
         where = program_source(spec)
-        raise ProgramError(f"a role candidate ({role_description(candidate)}); only `optsearch eval` takes one "
-                           "so far: give a single program", where, candidate.roles_line)
+        raise ProgramError(f"a role candidate ({role_description(candidate)}); only `optsearch eval` and `export` "
+                           "take one so far: give a single program", where, candidate.roles_line)
     return candidate
 
 
-def resolve_candidate(spec: str) -> Program | RoleProgram:
-    """The checked program or role candidate that `spec` names (a file, a zoo name, runs/NAME#ID)."""
+def resolve_candidate(spec: str, run_roles: bool = True) -> Program | RoleProgram:
+    """The checked program or role candidate that `spec` names (a file, a zoo name, runs/NAME#ID).
+
+    A program of a run that searched with parameter roles is, with `run_roles`, the candidate it
+    makes with the run's fixed programs (what the run evaluated); without, the evolved program."""
     path = Path(spec)
     if path.is_file():
         return load_candidate(path)  # parsing also checks: errors name the file and line
@@ -36,7 +39,11 @@ def resolve_candidate(spec: str) -> Program | RoleProgram:
         return load_zoo_candidate(spec)
     if "#" in spec:
         run_dir, _, program_id = spec.rpartition("#")
-        return load_run_program(Path(run_dir), program_id)
+        program = load_run_program(Path(run_dir), program_id)
+        if not run_roles:
+            return program
+        from optsearch.run import run_candidate, stored_config  # the run layer reads this module
+        return run_candidate(stored_config(Path(run_dir)), program)
     if path.exists():  # a directory, a device: load_program says why it cannot be read
         return load_program(path)
     raise OptsearchError(_not_found_message(spec))

@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 import yaml
 
 from optsearch.config import task_spec
-from optsearch.dsl import OptsearchError, Program, Var, check, parse_program, print_program
+from optsearch.dsl import OptsearchError, Program, Var, check, parse_program, print_candidate
 from optsearch.dsl.printer import format_statement
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.display import finite, fmt_fitness
 from optsearch.files import write_atomically
-from optsearch.run import choose_winner, identifier, stored_config
+from optsearch.run import choose_winner, identifier, run_candidate, stored_config
 from optsearch.search.store import RunStore
 
 BASELINES: tuple[str, ...] = ("adamw", "lion")   # zoo programs the winner is compared with
@@ -54,7 +54,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
                  say: Callable[[str], None] = lambda line: None) -> dict:
     """Write `program.py`, `optimizer.py`, `REPORT.md` and `report.json` into `out_dir`; returns the report."""
     from optsearch.discovered import load_zoo, zoo_names
-    from optsearch.dsl.export import export_program
+    from optsearch.dsl.export.roles import export_candidate
     from optsearch.evaluators import EvalJob, run_job
     from optsearch.search.simplify import simplify
 
@@ -80,6 +80,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     name = identifier(out_dir.name)
     raw = replace(parse_program(row.text), name=name)
     program = simplify(raw).after
+    found = run_candidate(config, program)  # with parameter roles: beside the run's fixed programs
     held_out = []
     for t in tasks or (config.search.funnel.tasks if config.search.funnel else config.search.evaluation.tasks):
         try:
@@ -88,7 +89,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
             raise OptsearchError(f"--task {t}: {e}") from None
     e = config.search.evaluation
     label = name if name not in baselines else f"{name} (found)"
-    contenders = {label: program, **{b: load_zoo(b) for b in baselines}}
+    contenders = {label: found, **{b: load_zoo(b) for b in baselines}}
     table: dict[str, dict[str, float | None]] = {}
     failures: dict[str, dict[str, str]] = {}
     memory: dict[str, float | None] = {}
@@ -97,7 +98,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         say(f"evaluating {label} on {', '.join(held_out)} ({seeds} seed(s), {len(e.lr_multipliers)} learning rates)")
         # as the run evaluated its candidates (lr grid, device rule, subspace), without its time
         # limit: a report is a deliberate evaluation on tasks that may be slower than the search's
-        result = run_job(EvalJob(print_program(p), tuple(held_out), tuple(range(seeds)), tuple(e.lr_multipliers),
+        result = run_job(EvalJob(print_candidate(p), tuple(held_out), tuple(range(seeds)), tuple(e.lr_multipliers),
                                  time_limit, e.device, e.subspace))
         table[label] = {f"{s.task}/{s.size}": finite(s.fitness) for s in result.scores}
         failures[label] = {f"{s.task}/{s.size}": s.status for s in result.scores if s.status != "ok"}
@@ -112,7 +113,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         "finished": finished, "config": config.raw, "held_out": held_out, "seeds": seeds,
         "lr_multipliers": list(e.lr_multipliers), "fitness": table, "failures": failures,
         "state_per_param": memory, "memory_penalty": config.search.memory_penalty, "sign_momentum": momentum.found,
-        "sign_statement": momentum.where, "lineage": lineage, "program": print_program(program),
+        "sign_statement": momentum.where, "lineage": lineage, "program": print_candidate(found),
         "raw_program": row.text, "evaluation_seconds": time.perf_counter() - started,
         "command": " ".join(["optsearch report", str(run_dir), "--id", str(program_id), "-o", str(out_dir),
                              *(f"--task {t}" for t in held_out), "--seeds", str(seeds),
@@ -121,8 +122,8 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     header = f"# Found by optsearch: {run_dir}#{program_id}, simplified exactly; report in REPORT.md.\n"
-    write_atomically(out_dir / "program.py", header + print_program(program))
-    write_atomically(out_dir / "optimizer.py", export_program(program))
+    write_atomically(out_dir / "program.py", header + print_candidate(found))
+    write_atomically(out_dir / "optimizer.py", export_candidate(found))
     write_atomically(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     write_atomically(out_dir / "REPORT.md", _markdown(report))
     return report

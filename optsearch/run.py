@@ -16,20 +16,21 @@ from pathlib import Path
 import torch
 
 from optsearch.config import ConfigError, ExecutorSettings, RunConfig, dump_config, parse_config
-from optsearch.dsl import OptsearchError, Program
+from optsearch.dsl import OptsearchError, Program, RoleProgram
 from optsearch.dsl.rewrite import restore_names, simplify_static
+from optsearch.dsl.roles import program_for, role_description, with_fixed_roles
 from optsearch.evaluators import Executor, InlineExecutor
 from optsearch.evaluators.evaluate import json_safe
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.files import write_atomically
-from optsearch.programs import resolve_program
+from optsearch.programs import resolve_candidate, resolve_program
 from optsearch.search.evolution import Evolution, Outcome, Progress
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
 from optsearch.search.records import ProgramRow
 from optsearch.search.store import RUN_DB, RunStore
 
 # Sections that define what is searched; a resumed run must keep them.
-FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel")
+FIXED_SECTIONS = ("seed", "warm_start", "search", "evaluation", "funnel", "roles")
 
 
 def run_dir_for(config: RunConfig, run_dir: str | Path | None) -> Path:
@@ -113,8 +114,34 @@ def with_overrides(config: RunConfig, max_evals: int | None = None, executor: st
 
 
 def resolve_programs(config: RunConfig) -> tuple[Program, Program | None]:
-    target = config.search.target
-    return resolve_program(config.search.warm_start), resolve_program(target.program) if target else None
+    """The warm start and the target. A role candidate as the warm start gives the program of the
+    roles the search evolves (`roles.evolve`), which must be one program of the candidate."""
+    s, target = config.search, config.search.target
+    warm = resolve_candidate(s.warm_start)
+    if isinstance(warm, RoleProgram):
+        if s.roles is None:
+            raise ConfigError(f"{config.source}: warm_start '{s.warm_start}' is a role candidate "
+                              f"({role_description(warm)}); add a roles: section saying which roles the search evolves")
+        names = {program_for(warm, r).name for r in s.roles.evolve}
+        if len(names) > 1:
+            raise ConfigError(f"{config.source}: warm_start '{s.warm_start}' steps the evolved roles "
+                              f"{', '.join(s.roles.evolve)} with {len(names)} programs ({', '.join(sorted(names))}); "
+                              "the search evolves one program for them")
+        warm = program_for(warm, s.roles.evolve[0])
+    return warm, resolve_program(target.program) if target else None
+
+
+def fixed_programs(config: RunConfig) -> dict[str, Program] | None:
+    """The fixed programs of a search with parameter roles, by role (None: the search has no roles)."""
+    roles = config.search.roles
+    return None if roles is None else {role: resolve_program(spec) for role, spec in roles.fixed.items()}
+
+
+def run_candidate(config: RunConfig, program: Program) -> Program | RoleProgram:
+    """What the run of `config` trained for its program `program`: the program itself, or with
+    parameter roles the candidate it makes with the run's fixed programs."""
+    fixed = fixed_programs(config)
+    return program if fixed is None else with_fixed_roles(program, config.search.roles.evolve, fixed)
 
 
 def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None,
@@ -127,12 +154,12 @@ def evolve(config: RunConfig, run_dir: Path, resume: bool = False, progress: Pro
             store.set("config", {**store.config, "budget": config.raw["budget"], "executor": config.raw["executor"]})
         executor = executor or make_executor(config.executor)
         try:
-            evolution = Evolution(config.search, store, executor, warm, target, progress)
+            evolution = Evolution(config.search, store, executor, warm, target, progress, fixed_programs(config))
             outcome = evolution.run()
         finally:
             executor.close()
         try:
-            finalize(store, run_dir)
+            finalize(store, run_dir, config)
         except OSError as e:
             raise OptsearchError(f"{e.filename}: cannot write the winner ({_why(e)}); the search is stored: "
                                  f"`optsearch resume {run_dir}` writes it once that is fixed") from None
@@ -188,11 +215,12 @@ def chosen_by(basis: str) -> str:
     return "as the match of the run's target" if basis == "target" else f"on the {basis} fitness"
 
 
-def finalize(store: RunStore, run_dir: Path) -> dict | None:
+def finalize(store: RunStore, run_dir: Path, config: RunConfig | None = None) -> dict | None:
     """Choose the winner, simplify it (exact rewrites only: its behaviour is what was measured), and
-    write `best.py` (the program) and `best_optimizer.py` (its torch.optim export) into the run directory."""
-    from optsearch.dsl import parse_program, print_program
-    from optsearch.dsl.export import export_program
+    write `best.py` (the program) and `best_optimizer.py` (its torch.optim export) into the run directory.
+    With `config`'s parameter roles, both are the candidate the winner makes with the fixed programs."""
+    from optsearch.dsl import parse_program, print_candidate
+    from optsearch.dsl.export.roles import export_candidate
     chosen = choose_winner(store)
     if chosen is None:
         return None
@@ -207,8 +235,9 @@ def finalize(store: RunStore, run_dir: Path) -> dict | None:
               + f" (0 = tuned AdamW); chosen {chosen_by(basis)}.\n"
               + (f"# Simplified exactly ({len(steps)} rewrites) from {run_dir}#{pid}.\n" if steps else ""))
     best_py, best_opt = run_dir / "best.py", run_dir / "best_optimizer.py"
-    write_atomically(best_py, header + print_program(simplified))
-    write_atomically(best_opt, export_program(simplified))
+    found = simplified if config is None else run_candidate(config, simplified)
+    write_atomically(best_py, header + print_candidate(found))
+    write_atomically(best_opt, export_candidate(found))
     info = {"id": pid, "basis": basis, "fitness": row.fitness, "funnel_fitness": row.funnel_fitness,
             "program": str(best_py), "export": str(best_opt), "simplified_steps": len(steps)}
     store.set("winner", json_safe(info))

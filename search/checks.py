@@ -28,10 +28,12 @@ class SettingError(ValueError):
 @dataclass(frozen=True)
 class Where:
     """The key path of a value being checked; `program` checks a program spec (a zoo name or file)
-    and returns it as the run will read it (the config layer resolves files next to the config)."""
+    and returns it as the run will read it (the config layer resolves files next to the config);
+    `candidate` does the same for a spec that may also name a role candidate."""
 
     path: tuple = ()
     program: Callable[[str], str] = str
+    candidate: Callable[[str], str] = str
 
     def __truediv__(self, key) -> "Where":
         return replace(self, path=self.path + (key,))
@@ -151,6 +153,15 @@ def text(choices: tuple[str, ...] | None = None, optional: bool = False) -> Chec
             raise where.fail(f"must be {want}, got {show(v)}")
         return v
     return check
+
+
+def candidate_spec(v, where: Where) -> str:
+    """A zoo name or a file of a program or a role candidate, checked by `where.candidate`."""
+    v = text()(v, where)
+    try:
+        return where.candidate(v)
+    except ValueError as e:
+        raise where.fail(str(e)) from None
 
 
 def program_spec(v, where: Where) -> str:

@@ -22,9 +22,10 @@ import math
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Mapping
 
-from optsearch.dsl import Program, canonicalize, check, parse_program, print_program
+from optsearch.dsl import Program, canonicalize, check, parse_program, print_candidate, print_program
+from optsearch.dsl.roles import with_fixed_roles
 from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, Screen, matches, screen, screen_child
@@ -53,12 +54,17 @@ class Evolution:
     """One run of regularized evolution on `store`, evaluating through `executor`.
 
     `warm_start` and `target` are resolved programs (the settings name them); `progress` is
-    called after every finished evaluation and about every second while waiting.
+    called after every finished evaluation and about every second while waiting. With
+    `settings.roles`, `fixed` holds the resolved fixed programs by role: the population's programs
+    step the evolved roles, and each evaluation trains the candidate they make with the fixed ones.
     """
 
     def __init__(self, settings: SearchSettings, store: SearchStore, executor: Executor, warm_start: Program,
-                 target: Program | None = None, progress: Progress | None = None):
-        self.settings, self.store, self.executor = settings, store, executor
+                 target: Program | None = None, progress: Progress | None = None,
+                 fixed: Mapping[str, Program] | None = None):
+        if (settings.roles is None) != (fixed is None):
+            raise ValueError("the fixed programs go with settings.roles: give both or neither")
+        self.settings, self.store, self.executor, self.fixed = settings, store, executor, fixed
         self.warm_start, self.target, self.progress = warm_start, target, progress
         self.population = Population(settings, random.Random(settings.seed), Counters())
         self.cache = EquivalenceCache()
@@ -279,11 +285,18 @@ class Evolution:
 
     def _submit(self, program_id: int, text: str | None = None) -> None:
         e = self.settings.evaluation
-        text = self.store.program(program_id).text if text is None else text
+        text = self.job_text(self.store.program(program_id).text if text is None else text)
         job = EvalJob(text, tuple(e.tasks), tuple(range(e.seeds)),
                       tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
         self.inflight[self.executor.submit(job)] = program_id
         self.counters.submitted += 1
+
+    def job_text(self, text: str) -> str:
+        """What an evaluation trains: the program, or with parameter roles the candidate it makes
+        with the fixed programs (`dsl.roles.with_fixed_roles`), as text."""
+        if self.fixed is None:
+            return text
+        return print_candidate(with_fixed_roles(parse_program(text), self.settings.roles.evolve, self.fixed))
 
     def _record(self, jr: JobResult) -> None:
         pid = self.inflight.pop(jr.job_id)
@@ -330,7 +343,7 @@ class Evolution:
 
     def _submit_funnel(self, program_id: int) -> None:
         f, e = self.settings.funnel, self.settings.evaluation
-        job = EvalJob(self.store.program(program_id).text, tuple(f.tasks), tuple(range(f.seeds)),
+        job = EvalJob(self.job_text(self.store.program(program_id).text), tuple(f.tasks), tuple(range(f.seeds)),
                       tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
         self.funnel_inflight[self.executor.submit(job)] = program_id
 

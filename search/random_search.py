@@ -58,6 +58,8 @@ class RandomSearchResult:
 def random_search(settings: SearchSettings, target: Program | None = None,
                   progress: Callable[[RandomSearchResult], None] | None = None) -> RandomSearchResult:
     """Evaluate random programs until `settings.evaluations` evaluations or the target is found."""
+    if settings.roles is not None:
+        raise ValueError("random search draws single programs; it does not take `roles`")
     rng = random.Random(settings.seed)
     e, cache, fitness = settings.evaluation, EquivalenceCache(), {}
     r = RandomSearchResult(0, 0, 0, 0, -math.inf, None, None, 0.0)

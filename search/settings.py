@@ -4,21 +4,23 @@ Each YAML section of a run config maps onto one frozen dataclass here, and each 
 default and its check once (`optsearch.search.checks.setting`): `search:` is `EvolutionSettings`,
 `budget:` is `BudgetSettings`, `evaluation:` is `EvaluationSettings` (its `subspace:` the
 evaluators' `SubspaceOptions`), `funnel:` is `FunnelSettings`, `budget.target` is `Target`.
-`SearchSettings`, what the search reads, is the first two plus the top-level `seed`, `warm_start`,
-`evaluation` and `funnel`. `optsearch.config` reads a YAML file into these; the search itself only
-ever sees the frozen dataclasses, so a run is reproducible from what the run store keeps.
+`roles:` is `RoleSettings`. `SearchSettings`, what the search reads, is the first two plus the
+top-level `seed`, `warm_start`, `evaluation`, `funnel` and `roles`. `optsearch.config` reads a YAML
+file into these; the search itself only ever sees the frozen dataclasses, so a run is reproducible
+from what the run store keeps.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 
+from optsearch.dsl.roles import DEFAULT, ROLES
 from optsearch.dsl.subspace import PROJECTIONS
 from optsearch.evaluators.executor import SubspaceOptions
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS
 from optsearch.proxy_tasks import TASKS
 from optsearch.search.checks import (
-    SettingError, Where, flag, integer, number, numbers, program_spec, read_section, section, setting, show, text,
+    SettingError, Where, candidate_spec, flag, integer, number, numbers, program_spec, read_section, section, setting, show, text,
     unknown_key,
 )
 
@@ -145,6 +147,55 @@ class Target:
     abs_tol: float = setting(0.0, number(0))          # ... or within this absolute distance (for epsilons)
 
 
+def _evolved_roles(v, where: Where) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise where.fail(f"must be a list of roles such as [hidden], got {show(v)}")
+    out = []
+    for k, r in enumerate(v):
+        out.append(_role(r, where / k, ROLES))
+    if len(set(out)) < len(out):
+        raise where.fail(f"lists a role twice: {show(v)}")
+    return tuple(out)
+
+
+def _fixed_roles(v, where: Where) -> dict[str, str]:
+    if not isinstance(v, dict) or not v:
+        raise where.fail(f"must map roles to programs, such as {{default: adamw}}, got {show(v)}")
+    return {_role(k, where / k, (*ROLES, DEFAULT)): program_spec(spec, where / k) for k, spec in v.items()}
+
+
+def _role(v, where: Where, known: tuple[str, ...]) -> str:
+    if not isinstance(v, str) or v not in known:
+        close = difflib.get_close_matches(str(v), list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise where.fail(f"unknown role {show(v)}{hint}; roles: {', '.join(known)}")
+    return v
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """One program per parameter role (`roles:`): the search evolves the program of the roles in
+    `evolve`; every other role is stepped by a fixed program (`fixed`: role, or "default" for every
+    role not listed, to a zoo name or program file). Mutation only ever edits the evolved program."""
+
+    evolve: tuple[str, ...] = setting(("hidden",), _evolved_roles)
+    fixed: dict[str, str] = setting(check=_fixed_roles, factory=lambda: {DEFAULT: "adamw"})
+
+    def __post_init__(self):
+        both = [r for r in self.evolve if r in self.fixed]
+        if both:
+            raise SettingError(("roles", "fixed", both[0]), f"role '{both[0]}' is also in roles.evolve")
+        missing = [r for r in ROLES if r not in self.evolve and r not in self.fixed]
+        if missing and DEFAULT not in self.fixed:
+            raise SettingError(("roles", "fixed"), f"no program for the role{'s' * (len(missing) > 1)} "
+                               f"{', '.join(missing)}: list them, or add `default: adamw`")
+
+    def __hash__(self) -> int:  # the dict field makes the generated hash fail; identity is enough
+        return id(self)
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How each candidate is scored (`evaluation:`): tasks as `name/size`, seeds, the lr grid, a time
@@ -211,12 +262,13 @@ class BudgetSettings:
 @dataclass(frozen=True)
 class SearchSettings(EvolutionSettings, BudgetSettings):
     """Everything a search reads: the `search:` and `budget:` sections (inherited fields), and the
-    config's top-level `seed`, `warm_start`, `evaluation` and `funnel`."""
+    config's top-level `seed`, `warm_start`, `evaluation`, `funnel` and `roles`."""
 
     seed: int = setting(0, integer(0))
-    warm_start: str = setting("adamw", program_spec)                               # zoo name or program file
+    warm_start: str = setting("adamw", candidate_spec)  # zoo name or file: a program, or with roles a role candidate
     evaluation: EvaluationSettings = setting(check=section(EvaluationSettings), factory=EvaluationSettings)
     funnel: FunnelSettings | None = setting(None, section(FunnelSettings, optional=True))
+    roles: RoleSettings | None = setting(None, section(RoleSettings, optional=True))  # None: one program
 
     def __post_init__(self):
         if self.tournament > self.population:

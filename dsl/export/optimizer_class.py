@@ -11,7 +11,7 @@ from optsearch.dsl.printer import print_program
 
 DEFAULT_LR = 1e-3
 
-_ROLE_DOC = {
+ROLE_DOC = {
     "beta": "coefficient of a moving average, decay or bias correction",
     "eps": "term added to a denominator for numerical stability",
     "weight_decay": "decoupled weight decay",
@@ -22,7 +22,7 @@ _ROLE_DOC = {
     "ns_steps": "Newton-Schulz iterations (rounded, clamped to 1..10)",
     "ns_eps": "lower bound on the Frobenius norm a matrix is divided by before Newton-Schulz (below 0: as 0)",
 }
-_VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
+VALIDATION = {  # role -> (condition on x, message); as torch.optim words them
     "eps": ("0.0 <= {x}", "Invalid epsilon value: {{{x}}}"),
     "weight_decay": ("0.0 <= {x}", "Invalid weight_decay value: {{{x}}}"),
 }
@@ -50,8 +50,8 @@ def class_source(cg: Codegen, cls: str, single: str, multi: str, fused=None, dec
         elif h.role == "beta":
             lines += [f"        if not 0.0 <= {h.arg} < 1.0:",
                       f'            raise ValueError(f"Invalid {h.arg} value: {{{h.arg}}}")']
-        elif h.role in _VALIDATION:
-            cond, msg = _VALIDATION[h.role]
+        elif h.role in VALIDATION:
+            cond, msg = VALIDATION[h.role]
             lines += [f"        if not {cond.format(x=h.arg)}:",
                       f'            raise ValueError(f"{msg.format(x=h.arg)}")']
     lines += ["        if foreach and fused:",
@@ -111,7 +111,7 @@ def _docstring(cg: Codegen, declined: str | None = None) -> list[str]:
     for h in cg.constants.hyper:
         where = "; ".join(f"{n} in " + ", ".join(f"``{cg.named_statement(i)}``" for i in uses)
                           for n, uses in zip(h.code_names, h.uses))
-        arg(h.arg, f"{_ROLE_DOC[h.role]}: {where} (default: {h.default}).")
+        arg(h.arg, f"{ROLE_DOC[h.role]}: {where} (default: {h.default}).")
     arg("maximize", "maximize the objective instead of minimizing it (default: False).")
     arg("foreach", "use the ``torch._foreach_*`` path (True) or the plain per-tensor one (False); None "
                    "(default): the fused path where it is the default, else the foreach path when all "

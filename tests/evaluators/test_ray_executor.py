@@ -157,7 +157,8 @@ def test_a_cluster_address_that_does_not_answer_is_a_user_error():
 # --------------------------------------------------------------------------- a local instance
 
 def test_results_equal_the_inline_executors(ray_local):
-    jobs = [zoo_job(name) for name in ("sgd", "adamw", "lion", "signsgd")] + [job("def broken(w, g, lr):\n    return g +\n")]
+    jobs = [zoo_job(name) for name in ("sgd", "adamw", "lion", "signsgd", "lion_adamw")]  # a role candidate too
+    jobs.append(job("def broken(w, g, lr):\n    return g +\n"))
     inline = InlineExecutor()
     for j in jobs:
         inline.submit(j)
@@ -172,7 +173,8 @@ def test_results_equal_the_inline_executors(ray_local):
         assert have.fitness == want.fitness
         assert [s.metrics for s in have.scores] == [s.metrics for s in want.scores]
         assert got[i].job == jobs[i] and got[i].extra == {"retries": 0, "device": "cpu"}
-    assert got[0].result.status == "diverged" and got[4].result.status == "invalid"
+    assert got[0].result.status == "diverged" and got[5].result.status == "invalid"
+    assert got[4].result.status == "ok" and got[4].result.fitness != got[2].result.fitness
 
 
 def test_two_workers_evaluate_two_jobs_at_once_and_close_kills_them(ray_local, tmp_path):
