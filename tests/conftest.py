@@ -6,6 +6,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from optsearch.evaluators.ray_process import set_ray_environment
+
 settings.register_profile(
     "optsearch",
     derandomize=True,  # the same examples on every run and machine: failures reproduce
@@ -26,6 +28,10 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Ray workers run at nice 15 by default and starve beside any busy process; the executor sets
 # this too for the instances it starts, the fixtures here start their own.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# Ray fixes its token-authentication mode when it is imported, and the processes it starts read
+# theirs from the environment: set it here, before anything imports ray, as the executor does
+# for a local instance (token mode; Ray writes ~/.ray/auth_token on the first start).
+set_ray_environment(None)
 
 
 LOOPBACK = "127.0.0.1"
@@ -64,9 +70,6 @@ def ray_cluster(_ray_session):
     if ray.is_initialized():
         ray.shutdown()
     _connected["to"] = "cluster"
-    # A local start earlier in this process turned token authentication on (RAY_AUTH_MODE=token);
-    # cluster_utils' nodes make no token, so this simulated cluster runs without it.
-    auth_mode = os.environ.pop("RAY_AUTH_MODE", None)
     node_args = dict(node_ip_address=LOOPBACK, include_dashboard=False)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, **node_args))
     nodes = [cluster.add_node(num_cpus=1, **node_args) for _ in range(2)]
@@ -76,5 +79,4 @@ def ray_cluster(_ray_session):
     ray.shutdown()
     cluster.shutdown()
     _connected["to"] = None
-    if auth_mode is not None:
-        os.environ["RAY_AUTH_MODE"] = auth_mode
+

@@ -761,7 +761,8 @@ COMPILER_FAILS = {"row_mean[g]": "KeyError"}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [next(c for c in _op_programs() if c[0].startswith(f"{op}["))
-                                  for op in sorted(OPS) if OPS[op].kind != "global"], ids=lambda c: c[0])
+                                  for op in sorted(OPS) if OPS[op].kind not in ("global", "matrix")],  # declined
+                         ids=lambda c: c[0])
 def test_every_op_compiles_on_the_fused_path(case):
     cls = _compiled_vs_interpreter(case[1])
     if case[0] in COMPILER_FAILS:

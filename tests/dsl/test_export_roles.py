@@ -97,7 +97,7 @@ def test_a_groups_role_overrides_the_shape_and_lion_steps_only_hidden():
     a, b = Model(), Model()
     # Everything in one group marked "vector": AdamW steps all, the 2-D weights included.
     train(a, [role_opt([{"params": a.parameters(), "role": "vector"}], lr=0.01)], 3)
-    train(b, [AdamW(b.parameters(), lr=0.01)], 3)
+    train(b, [AdamW(b.parameters(), lr=0.01, foreach=True)], 3)  # a role export steps on the foreach path
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     c = Model()
     train(c, [role_opt(c.parameters(), lr=0.01)], 3)  # by shape: Lion on the 2-D weights
