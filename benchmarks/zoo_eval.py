@@ -2,7 +2,7 @@
 
 `optsearch eval` of adamw, lion, signum, sgd and a deliberately divergent program on each task
 (best of the default lr multipliers per seed, mean over seeds), one torch thread; `--frontier`
-adds the frontier zoo (cautious_adamw ... prodigy). Writes `benchmarks/results/zoo_eval.json`
+adds the frontier zoo (muon_adamw, cautious_adamw ... prodigy). Writes `benchmarks/results/zoo_eval.json`
 (or `--out`) and prints a markdown table for the README.
 
     python benchmarks/zoo_eval.py [--size small] [--seeds 1] [--tasks lm vit ...] [--programs lion ...]
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from optsearch.discovered import load_zoo
+from optsearch.discovered import load_zoo_candidate
 from optsearch.dsl import parse_program
 from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, evaluate
 from optsearch.proxy_tasks import TASKS, get_task
@@ -32,7 +32,7 @@ def divergent(w, g, lr):
     return u
 """)
 PROGRAMS = ["adamw", "lion", "signum", "sgd", "divergent"]
-FRONTIER = ["cautious_adamw", "cautious_lion", "ademamix", "adopt", "laprop", "adan", "mars",
+FRONTIER = ["muon_adamw", "cautious_adamw", "cautious_lion", "ademamix", "adopt", "laprop", "adan", "mars",
             "schedulefree_adamw", "prodigy"]
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     for name in args.tasks:
         task = get_task(name, args.size)
         for prog in args.programs:
-            program = DIVERGENT if prog == "divergent" else load_zoo(prog)
+            program = DIVERGENT if prog == "divergent" else load_zoo_candidate(prog)
             r = evaluate(program, [task], seeds=range(args.seeds), lr_multipliers=lr_multipliers(prog, task))
             s = r.scores[0]
             rows.append({"task": name, "size": args.size, "program": prog, "status": r.status,
@@ -70,13 +70,7 @@ def main() -> None:
                          "error": (s.error or "").splitlines()[0] if s.error else None})
             print(f"{name:<14} {prog:<10} {r.status:<9} metric {s.metric:.4f} fitness {r.fitness:+.4f} "
                   f"lr x{s.best_lr} steps {s.steps} {r.seconds:.1f}s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    safe = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()} for row in rows]
-    args.out.write_text(json.dumps({
-        "benchmark": "zoo_eval", "torch": torch.__version__, "python": platform.python_version(),
-        "threads": args.threads, "seeds": args.seeds, "size": args.size,
-        "lr_multipliers": "default (1/30, 0.1, 0.3, 1, 3); prodigy: lr 0.1, 0.3, 1, 3", "date": time.strftime("%Y-%m-%d"), "rows": safe,
-    }, indent=1) + "\n")
+            _write(args, rows)  # after every row: a long run stopped early keeps what it measured
     print()
     print("| task | " + " | ".join(args.programs) + " | seconds per evaluation |")
     print("| --- | " + " | ".join("---" for _ in args.programs) + " | --- |")
@@ -89,6 +83,16 @@ def main() -> None:
             cells.append(f"{f:+.3f}" if math.isfinite(f) else f"{why} (step {row['steps']})")
         secs = [r["seconds"] for r in rows if r["task"] == name and r["program"] != "divergent"]
         print(f"| {name} | " + " | ".join(cells) + f" | {min(secs):.1f}-{max(secs):.1f} |")
+
+
+def _write(args, rows: list[dict]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    safe = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()} for row in rows]
+    args.out.write_text(json.dumps({
+        "benchmark": "zoo_eval", "torch": torch.__version__, "python": platform.python_version(),
+        "threads": args.threads, "seeds": args.seeds, "size": args.size,
+        "lr_multipliers": "default (1/30, 0.1, 0.3, 1, 3); prodigy: lr 0.1, 0.3, 1, 3", "date": time.strftime("%Y-%m-%d"), "rows": safe,
+    }, indent=1) + "\n")
 
 
 if __name__ == "__main__":
