@@ -8,17 +8,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 from optsearch.dsl import OptsearchError
 from optsearch.search.records import (
-    Counters, Finished, ProgramOrder, ProgramQuery, ProgramRow, SearchState, order_key, selected,
+    Counters, Finished, NestedTransactions, ProgramOrder, ProgramQuery, ProgramRow, SearchState, order_key, selected,
 )
 
 
-class MemoryStore:
+class MemoryStore(NestedTransactions):
     """A `SearchStore` in plain Python containers."""
 
     def __init__(self, config: dict | None = None):
@@ -30,31 +29,19 @@ class MemoryStore:
         self._events: list[dict] = []
         self._state: SearchState | None = None
         self._finished: Finished | None = None
-        self._depth = 0
 
     _TABLES = ("_programs", "_evaluations", "_population", "_history", "_events", "_state", "_finished")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all (nested uses join the outer one)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        # rows are replaced, never changed in place: shallow copies are a snapshot
-        saved = {name: copy.copy(getattr(self, name)) for name in self._TABLES}
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            for name, value in saved.items():
-                setattr(self, name, value)
-            raise
-        finally:
-            self._depth = 0
+    # rows are replaced, never changed in place: shallow copies are a snapshot
+    def _begin(self) -> dict[str, Any]:
+        return {name: copy.copy(getattr(self, name)) for name in self._TABLES}
+
+    def _commit(self, begun: dict[str, Any]) -> None:
+        pass
+
+    def _rollback(self, begun: dict[str, Any]) -> None:
+        for name, value in begun.items():
+            setattr(self, name, value)
 
     # --- programs and evaluations ------------------------------------------------------------
 

@@ -8,9 +8,9 @@ a disk. Queries are typed (`ProgramQuery`), never SQL fragments.
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Iterator, Literal, Protocol
 
 ProgramStatus = Literal["pending", "ok", "diverged", "invalid", "timeout", "error", "cached", "cancelled"]
 # Which programs a query returns: all, those still waiting for their evaluation, those with an
@@ -137,6 +137,44 @@ class Finished:
 
     reason: str
     evaluations: int
+
+
+class NestedTransactions:
+    """`transaction()` for a store: nested uses join the outermost one, which alone begins, and
+    commits or (on any exception) rolls back, through the store's `_begin`, `_commit` and `_rollback`."""
+
+    _depth = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (nested uses join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        begun = self._begin()
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._rollback(begun)
+            raise
+        else:
+            self._commit(begun)
+        finally:
+            self._depth = 0
+
+    def _begin(self) -> Any:
+        raise NotImplementedError
+
+    def _commit(self, begun: Any) -> None:
+        raise NotImplementedError
+
+    def _rollback(self, begun: Any) -> None:
+        raise NotImplementedError
 
 
 class SearchStore(Protocol):

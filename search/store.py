@@ -23,14 +23,15 @@ import json
 import math
 import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from optsearch.dsl import OptsearchError
 from optsearch.search.lock import RunLock
 from optsearch.search.sqlite_connection import Connection, StoreError
-from optsearch.search.records import Counters, Finished, ProgramOrder, ProgramQuery, ProgramRow, SearchState
+from optsearch.search.records import (
+    Counters, Finished, NestedTransactions, ProgramOrder, ProgramQuery, ProgramRow, SearchState,
+)
 
 RUN_DB = "run.db"
 SIDE_FILES = ("-wal", "-shm")   # SQLite's WAL and shared-memory index beside run.db
@@ -123,13 +124,12 @@ _QUERIES: dict[str, str] = {
 _ORDERS: dict[str, str] = {"id": "id", "eval_index": "eval_index, id", "fitness": "fitness DESC, id"}
 
 
-class RunStore:
+class RunStore(NestedTransactions):
     """A run's database. Use `RunStore.create` for a new run and `RunStore.open` for an existing one."""
 
     def __init__(self, path: Path, readonly: bool = False, lock: RunLock | None = None):
         self.path = Path(path)
         self._lock = lock
-        self._depth = 0
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         self.db = Connection(self.path, uri)
         try:
@@ -247,28 +247,15 @@ class RunStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all (nested uses join the outer one)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            if self.db.in_transaction:   # SQLite may have rolled back already (a full disk does)
-                self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
-        finally:
-            self._depth = 0
+
+    def _commit(self, begun: None) -> None:
+        self.db.execute("COMMIT")
+
+    def _rollback(self, begun: None) -> None:
+        if self.db.in_transaction:   # SQLite may have rolled back already (a full disk does)
+            self.db.execute("ROLLBACK")
 
     # --- meta ------------------------------------------------------------------------------
 
