@@ -81,7 +81,10 @@ class Op:
     Other arguments must be lists too, except at the `foreach_scalars` positions, which also
     take a number, a list of numbers or a list of 0-d tensors (one per tensor).
     `coefficient_args` are the positions that usually hold a constant (an interpolation weight,
-    a beta): a search's mutations fill them with constants (search/mutate.py).
+    a beta): a search's mutations fill them with constants (search/mutate.py). `defaults` are
+    `(position, value)` pairs a mutation writes when it makes a new statement of the op, where a
+    constant drawn from the pool would be meaningless (Newton-Schulz coefficients); perturbations
+    move them afterwards like any constant.
 
     Algebraic facts, sound but not always complete (a fact left out only makes rules fire less):
     `sign` gives the result's sign from the arguments' (None: nothing known). `linear` lists groups
@@ -104,6 +107,7 @@ class Op:
     foreach: str | None = None
     foreach_scalars: tuple[int, ...] = ()
     coefficient_args: tuple[int, ...] = ()
+    defaults: tuple[tuple[int, float], ...] = ()
     result: str | None = None  # the result type of a `factor` op ("row" or "col") or a `matrix` op; see the end of the file
     sign: SignRule | None = None
     linear: tuple[tuple[int, ...], ...] = ()
@@ -413,6 +417,7 @@ _matrix("orthogonalize", "x a b c steps eps",
         "Newton-Schulz on each matrix view: x / max(|x|_F, eps), then round(steps) (1..10) times "
         "X <- a X + (b A + c A A) X, A = X X^T (a vector: normalised)",
         arg_types=("tensor", "const", "const", "const", "const", "const"), coefficient_args=(1, 2, 3, 4, 5),
+        defaults=((1, 3.4445), (2, -4.775), (3, 2.0315), (4, 5.0), (5, 1e-7)),  # torch.optim.Muon's
         number_args=(1, 2, 3, 4, 5), foreach="_foreach_orthogonalize({0}, {1}, {2}, {3}, {4}, {5})")
 _matrix("rows", "x", lambda r, x: r.matrix_rows(), "_rows({0})",
         "number of rows of x's matrix view (shape[0]; 1 for a vector)", result="scalar", sign=_always_positive,

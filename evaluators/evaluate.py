@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 
 from optsearch.dsl import Program, ProgramError, RoleProgram, StepFunction, as_step, compile_candidate, compile_program
+from optsearch.evaluators.allocator import keep_freed_memory
 from optsearch.evaluators.fitness import DEFAULT_LR_MULTIPLIERS, aggregate, best_over_lr, relative_fitness
 from optsearch.evaluators.train import Status, train
 from optsearch.proxy_tasks import ProxyTask, get_task
@@ -77,6 +78,7 @@ def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[Prox
     task's parameter roles; fitness and state per parameter are measured as for a plain program.
     """
     start = time.perf_counter()
+    keep_freed_memory()
     try:
         compiled = _checked(program)
     except ProgramError as e:

@@ -118,8 +118,10 @@ def _operand(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], wan
 
 def _operands(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], op: str,
               fixed: dict[int, Operand] | None = None) -> tuple[Operand, ...]:
-    """Arguments for a new `op` statement at `pos`, with `fixed` ones given."""
-    spec, fixed = OPS[op], fixed or {}
+    """Arguments for a new `op` statement at `pos`, with `fixed` ones given (and the op's `defaults`
+    where nothing is given: Newton-Schulz coefficients drawn from the pool would not orthogonalize)."""
+    spec = OPS[op]
+    fixed = {k: Const(v) for k, v in spec.defaults} | (fixed or {})
     return tuple(fixed[k] if k in fixed else _operand(rng, d, pos, types, t, k in spec.coefficient_args)
                  for k, t in enumerate(spec.types()))
 

@@ -83,6 +83,19 @@ def test_wrap_applies_an_op_in_place_for_every_later_use():
     assert d.returns[1] == d.body[1].target  # the new state value is the wrapped one
 
 
+def test_a_new_orthogonalize_starts_with_muons_newton_schulz_coefficients():
+    # Pool constants (0.5, 0.9, ...) in a, b, c would not orthogonalize: one wrap must give Muon's step.
+    parent = to_ssa(load_zoo("sgd_momentum"))
+    made = []
+    for seed in range(400):
+        d = _Draft.of(parent, {"orthogonalize": 1.0})
+        if MUTATIONS["wrap"](random.Random(seed), d):
+            made += [s for s in d.body if s.op == "orthogonalize"]
+    assert made, "wrap never made an orthogonalize in 400 draws"
+    for s in made:
+        assert [a.value for a in s.args[1:]] == [3.4445, -4.775, 2.0315, 5.0, 1e-7]
+
+
 def test_split_gives_two_interpolations_with_different_betas_as_in_lion():
     start = parse_program("""def f(w, g, lr, m):
     m = interp(g, m, 0.9)

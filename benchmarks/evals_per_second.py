@@ -1,0 +1,87 @@
+"""Evaluations per second of a search, with glibc's allocator defaults and with freed memory kept.
+
+Each case runs `optsearch evolve CONFIG --max-evals N --executor inline` in a fresh process, once
+with `OPTSEARCH_KEEP_FREED_MEMORY=0` (glibc's defaults: large temporaries are returned to the OS
+and faulted in again at every step) and once as shipped (`optsearch.evaluators.allocator`), `--reps`
+rounds alternating the order. Reported per run: wall, user and system seconds and minor page faults
+of the child (`os.wait4`), evaluations per second; per case the median ratio of the two.
+
+    python benchmarks/evals_per_second.py [--reps 2] [--case imitate_lion ...]
+
+Writes `benchmarks/results/evals_per_second.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine_info import loadavg, machine  # noqa: E402
+
+# case -> (config, evaluations)
+CASES = {
+    "imitate_lion": ("configs/imitate_lion.yaml", 200),
+    "imitate_muon": ("configs/imitate_muon.yaml", 100),
+    "mlp_small": ("configs/quickstart.yaml", 12),
+}
+
+
+def run_once(config: str, evaluations: int, keep: bool, threads: int) -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix="evals_per_second."))
+    env = dict(os.environ, OPTSEARCH_KEEP_FREED_MEMORY="1" if keep else "0", OMP_NUM_THREADS=str(threads))
+    cmd = [str(Path(sys.executable).with_name("optsearch")), "evolve", str(ROOT / config), "--run-dir", str(run_dir / "run"),
+           "--max-evals", str(evaluations), "--executor", "inline", "--quiet"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
+    return {"keep_freed_memory": keep, "wall_s": round(wall, 2), "user_s": round(usage.ru_utime, 2),
+            "sys_s": round(usage.ru_stime, 2), "minor_faults": usage.ru_minflt,
+            "evals_per_s": round(evaluations / wall, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/evals_per_second.json"))
+    a = ap.parse_args()
+    results = {"machine": machine(), "loadavg": loadavg(), "threads": a.threads, "cases": {}}
+    for case in a.case:
+        config, n = CASES[case]
+        if not (ROOT / config).exists():
+            print(f"{case}: {config} missing, skipped")
+            continue
+        runs = []
+        for rep in range(a.reps):
+            for keep in ((False, True) if rep % 2 == 0 else (True, False)):
+                runs.append(run_once(config, n, keep, a.threads))
+                r = runs[-1]
+                print(f"{case:14s} keep={keep!s:5s} wall {r['wall_s']:7.2f} s  user {r['user_s']:7.2f}  "
+                      f"sys {r['sys_s']:6.2f}  faults {r['minor_faults']:>9,}  {r['evals_per_s']:.2f} evals/s",
+                      flush=True)
+        med = lambda keep, k: statistics.median(r[k] for r in runs if r["keep_freed_memory"] == keep)  # noqa: E731
+        results["cases"][case] = {
+            "config": config, "evaluations": n, "runs": runs,
+            "speedup": round(med(True, "evals_per_s") / med(False, "evals_per_s"), 3),
+            "faults_default": med(False, "minor_faults"), "faults_kept": med(True, "minor_faults")}
+        print(f"{case}: {results['cases'][case]['speedup']:.2f}x evaluations/s with freed memory kept")
+    Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
