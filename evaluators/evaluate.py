@@ -1,9 +1,10 @@
 """Evaluate one program on one or more proxy tasks: train, score against AdamW, aggregate."""
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -57,6 +58,18 @@ class EvalResult:
         return json_safe(asdict(self))
 
 
+def seed_fitnesses(result: EvalResult, tasks: int) -> list[float]:
+    """Each seed's fitness: its best metric over lr multipliers against each task's reference,
+    averaged over the `tasks` tasks (-inf for a seed that failed, or for every seed when a task
+    did not run)."""
+    scores = result.scores
+    if not scores or len(scores) < tasks:
+        return [-math.inf]
+    n = len(scores[0].per_seed)
+    return [aggregate([relative_fitness(s.per_seed[k], s.reference) if s.reference is not None else -math.inf
+                       for s in scores]) for k in range(n)]
+
+
 def json_safe(x):
     """`x` with every non-finite float (in dicts, lists and tuples too) replaced by None: JSON has no inf."""
     if isinstance(x, float):
@@ -70,9 +83,13 @@ def json_safe(x):
 
 def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[ProxyTask | tuple[str, str] | str],
              seeds: Sequence[int] = (0,), lr_multipliers: Sequence[float] = DEFAULT_LR_MULTIPLIERS,
-             time_limit: float | None = None, device: str | torch.device = "cpu") -> EvalResult:
+             time_limit: float | None = None, device: str | torch.device = "cpu",
+             fraction: float = 1.0) -> EvalResult:
     """Train `program` on each task for every (seed, lr multiplier) and score it; never raises
     for a bad program (status `invalid`, `diverged`, `timeout` or `error` instead).
+
+    With `fraction` < 1 each task trains that share of its budget (`shortened`): a cheap first
+    stage whose fitnesses rank programs against each other, not against AdamW's full run.
 
     A role candidate (`RoleProgram`) is trained with one program per parameter group, by the
     task's parameter roles; fitness and state per parameter are measured as for a plain program.
@@ -85,7 +102,7 @@ def evaluate(program: Program | RoleProgram | StepFunction, tasks: Sequence[Prox
         return EvalResult("invalid", -math.inf, [], time.perf_counter() - start, str(e))
     scores = []
     for spec in tasks:
-        task = resolve_task(spec, device)
+        task = shortened(resolve_task(spec, device), fraction)
         left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - start))
         r = train(compiled, task, seeds, lr_multipliers, time_limit=left, device=device)
         best, where = best_over_lr(r.metrics, len(r.seeds), len(r.lr_multipliers))
@@ -135,6 +152,27 @@ def _overall_status(statuses: list[Status]) -> Status:
         if worst in statuses:
             return worst  # type: ignore[return-value]
     return "ok"
+
+
+def shortened(task: ProxyTask, fraction: float) -> ProxyTask:
+    """`task` trained on the first `fraction` of its steps with the schedule compressed into them
+    (warmup and cosine end within the fraction), or `task` itself for a fraction of 1.
+
+    Its fitness is still measured against the full run's AdamW reference, so it sits below the
+    full fitness; it compares programs with each other. Compressing ranked programs more like the
+    full budget than stopping the full schedule early did (benchmarks/cascade.py). AdamW's
+    checkpoint curve belongs to the full schedule, so the early stop for hopeless copies is off.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return task
+    b = task.budget
+    steps = max(1, round(b.steps * fraction))
+    short = copy.copy(task)
+    short.budget = replace(b, steps=steps, warmup=min(steps - 1, round(b.warmup * fraction)))
+    short.calibration = None
+    return short
 
 
 def resolve_task(spec: ProxyTask | tuple[str, str] | str, device: str | torch.device = "cpu") -> ProxyTask:

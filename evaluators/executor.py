@@ -52,6 +52,7 @@ class EvalJob:
     time_limit: float | None = None
     device: str = "cpu"
     subspace: SubspaceOptions | None = None   # None runs the plain program
+    fraction: float = 1.0                     # of each task's budget (a cascade's stage 1: < 1)
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_job(job: EvalJob) -> EvalResult:
     device = job.device
     if device == "auto":  # where the job runs decides: a worker that owns a GPU share uses it
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return evaluate(step, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, device)
+    return evaluate(step, job.tasks, job.seeds, job.lr_multipliers, job.time_limit, device, job.fraction)
 
 
 class InlineExecutor:

@@ -266,6 +266,8 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
                    "restarts": c.restarts, "seconds": elapsed,
                    "evaluations_per_second": c.evaluations / elapsed if elapsed else None,
                    "rejected_reasons": c.rejected_reasons},
+        "cascade": _cascade(store, c),
+        "promotion": _promotion(c),
         "leaderboard": leaderboard,
         "best": None if best is None else {"id": best.id, "ref": f"{run_dir}#{best.id}",
                                            "fitness": finite(best.fitness), "program": best.text},
@@ -274,6 +276,25 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
         "funnel": _funnel(store, top),
         "winner": store.get("winner"),
     }
+
+
+def _cascade(store: RunStore, c) -> dict | None:
+    """The evaluation cascade's books (None when the run has none): first stages, full evaluations, drops."""
+    cascade = (store.config.get("evaluation") or {}).get("cascade")
+    if cascade is None:
+        return None
+    return {"fraction": cascade["fraction"], "margin": cascade["margin"], "stage1_evaluations": c.stage1_evaluations,
+            "full_evaluations": c.evaluations, "dropped": c.dropped, "drop_reuses": c.drop_reuses,
+            "dropped_fraction": c.dropped / c.stage1_evaluations if c.stage1_evaluations else None,
+            "stage1_best": c.stage1_best}
+
+
+def _promotion(c) -> dict | None:
+    """Noise-aware promotion's books (None when no challenger was ever re-evaluated)."""
+    if not c.promotion_evaluations and not c.challengers:
+        return None
+    return {"re_evaluations": c.promotion_evaluations, "promotions": c.promotions, "refused": c.refused,
+            "pending": len(c.challengers), "best_id": c.best_id, "best_mean": c.best_mean, "best_se": c.best_se}
 
 
 def _funnel(store: RunStore, top: int) -> list[dict]:
@@ -293,6 +314,18 @@ def _show_text(r: dict) -> str:
              f"{_pct(n['cache_hits'], n['children'])} (hash {n['hash_hits']}, fingerprint {n['fingerprint_hits']}), "
              f"{n['restarts']} restarts, {n['seconds']:.0f} s"
              + (f" ({n['evaluations_per_second']:.2f} evaluations/s)" if n["evaluations_per_second"] else "")]
+    if r["cascade"]:
+        k = r["cascade"]
+        lines.append(f"cascade (first {k['fraction']:g} of the budget, margin {k['margin']:g}): {k['stage1_evaluations']} "
+                     f"first stages, {k['full_evaluations']} full evaluations, {k['dropped']} dropped "
+                     f"({_pct(k['dropped'], k['stage1_evaluations'])}), {k['drop_reuses']} children dropped as "
+                     f"equivalent to a dropped program")
+    if r["promotion"]:
+        p = r["promotion"]
+        best = (f"; best #{p['best_id']} at {p['best_mean']:+.4f} +- {p['best_se']:.4f} on new seeds"
+                if p["best_mean"] is not None else "")
+        lines.append(f"promotion: {p['re_evaluations']} challengers re-evaluated, {p['promotions']} promoted, "
+                     f"{p['refused']} refused (lead within the noise){best}")
     if r["finished"]:
         lines.append(f"finished: {r['finished']['reason']}")
     elif r["pending"]:

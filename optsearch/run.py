@@ -194,7 +194,8 @@ def rechecked(store: RunStore) -> list[tuple[ProgramRow, float | None, float | N
 
 def choose_winner(store: RunStore) -> tuple[int, str] | None:
     """The run's winner: the program that matched the run's target if one did, else the best funnel
-    fitness if any program was re-checked, else the best search fitness (with the run's
+    fitness if any program was re-checked, else the promoted best (`search.promotion`), else the best
+    search fitness (with the run's
     `memory_penalty`, each less the penalty for the optimizer state the program keeps)."""
     found = store.counters().found_target
     if found is not None:
@@ -202,6 +203,9 @@ def choose_winner(store: RunStore) -> tuple[int, str] | None:
     checked = [row for row, _, score in rechecked(store) if row.funnel_status == "ok" and score is not None]
     if checked:
         return checked[0].id, "funnel"
+    c = store.counters()
+    if c.best_mean is not None:   # noise-aware promotion chose the best on new seeds
+        return c.best_id, "promotion"
     ranked = store.programs("ranked", order="fitness")
     penalty = memory_penalty(store)
     if penalty:   # a memory-aware run chooses as it selected: fitness less the state's cost
@@ -212,7 +216,11 @@ def choose_winner(store: RunStore) -> tuple[int, str] | None:
 
 def chosen_by(basis: str) -> str:
     """How a winner was chosen, in words (`basis` from `choose_winner`)."""
-    return "as the match of the run's target" if basis == "target" else f"on the {basis} fitness"
+    if basis == "target":
+        return "as the match of the run's target"
+    if basis == "promotion":
+        return "as the promoted best (its lead held on new seeds)"
+    return f"on the {basis} fitness"
 
 
 def finalize(store: RunStore, run_dir: Path, config: RunConfig | None = None) -> dict | None:

@@ -8,6 +8,12 @@ executor. As many children are in flight as the executor has workers; each resul
 population as it arrives and the oldest member leaves (ageing). When the best fitness has not
 improved for `restart_after` evaluations, the population restarts from copies of the best.
 
+Two options spend evaluations where they matter. The cascade (`evaluation.cascade`) trains each new
+program on a fraction of the budget first and sends only those near the best first stage so far for
+the full budget; the others are stored as `dropped` and never join the population. Promotion
+(`search.promotion`) re-evaluates a would-be best on new seeds and makes it the run's best (the
+start of restarts, a funnel entry) only if its mean beats the best's by more than the noise.
+
 The decisions over the population are `optsearch.search.population.Population`'s (pure, driven
 by the run's RNG); this module makes and screens children, talks to the executor and writes
 everything down in the store (`optsearch.search.records.SearchStore`). Everything the search
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
@@ -27,6 +34,7 @@ from typing import Callable, Mapping
 from optsearch.dsl import Program, canonicalize, check, parse_program, print_candidate, print_program
 from optsearch.dsl.roles import with_fixed_roles
 from optsearch.evaluators import EvalJob, Executor, JobResult
+from optsearch.evaluators.evaluate import seed_fitnesses
 from optsearch.evaluators.fitness import memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, Screen, matches, screen, screen_child
 from optsearch.search.mutate import mutate, neighbours
@@ -70,6 +78,9 @@ class Evolution:
         self.cache = EquivalenceCache()
         self.inflight: dict[int, int] = {}                    # job id -> program id (search evaluations)
         self.funnel_inflight: dict[int, int] = {}             # job id -> program id (funnel re-checks)
+        self.stage1_inflight: dict[int, int] = {}             # job id -> program id (a cascade's first stage)
+        self.promotion_inflight: dict[int, int] = {}          # job id -> program id (promotion re-checks)
+        self._dropped: set[int] = set()                       # programs the cascade's first stage dropped
         self._funneled: list[tuple[float, int]] = []          # (search fitness less memory, id) re-checked
         self._programs: dict[int, Program] = {}               # parsed once, on first use
         self._live: dict[int, int] = {}                       # live statements, analysed once
@@ -105,6 +116,8 @@ class Evolution:
             self._hash_of[row.id] = row.hash
             if row.status == "cached":
                 continue
+            if row.status == "dropped":
+                self._dropped.add(row.id)
             self.cache.add(row.id, row.hash, row.fingerprint)
             if row.status != "pending":
                 self._fitness[row.id] = row.fitness
@@ -145,6 +158,8 @@ class Evolution:
             self._submit(row.id)
         for row in self.store.programs("funnel_pending"):
             self._submit_funnel(row.id)
+        for pid in self.counters.challengers:
+            self._submit_promotion(pid)
         reason = self._stop_reason()
         last_report = 0.0
         while reason is None or (reason in ("budget", "seconds", "exhausted") and self.executor.pending()):
@@ -158,6 +173,10 @@ class Evolution:
             result = self.executor.next_result(timeout=1.0)
             if result is not None and result.job_id in self.funnel_inflight:
                 self._record_funnel(result)
+            elif result is not None and result.job_id in self.stage1_inflight:
+                self._record_stage1(result)
+            elif result is not None and result.job_id in self.promotion_inflight:
+                self._record_promotion(result)
             elif result is not None:
                 self._record(result)
             if self.progress and (result is not None or time.monotonic() - last_report > 1.0):
@@ -229,7 +248,9 @@ class Evolution:
             self._idle += 1
             return
         with self.store.transaction():
-            if hit is not None:
+            if hit is not None and hit[0] in self._dropped:
+                self._reuse_drop(text, s, parent_id, mutation, hit)
+            elif hit is not None:
                 source, kind = hit
                 fitness = self._fitness[source]
                 if kind == "hash":
@@ -284,6 +305,10 @@ class Evolution:
         c.rejected_reasons[key] = c.rejected_reasons.get(key, 0) + 1
 
     def _submit(self, program_id: int, text: str | None = None) -> None:
+        """Send a program for its full evaluation, or first for the cascade's first stage."""
+        if self.settings.evaluation.cascade is not None and program_id not in self.counters.passed:
+            self._submit_stage1(program_id, text)
+            return
         e = self.settings.evaluation
         text = self.job_text(self.store.program(program_id).text if text is None else text)
         job = EvalJob(text, tuple(e.tasks), tuple(range(e.seeds)),
@@ -304,6 +329,8 @@ class Evolution:
         fitness = r.fitness if r.status == "ok" and math.isfinite(r.fitness) else -math.inf
         with self.store.transaction():
             c.evaluations += 1
+            if pid in c.passed:
+                c.passed.remove(pid)
             for score in r.scores:
                 self.store.add_evaluation(pid, score, jr.worker)
             self.store.finish_program(pid, r.status, fitness, c.evaluations)
@@ -318,17 +345,27 @@ class Evolution:
                 self.store.push_population(birth, pid, score, self.settings.population)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
-            # The funnel admits by the fitness selection sees, less the optimizer-state penalty.
-            admitted = memory_penalized(fitness, r.state_per_param, self.settings.memory_penalty)
-            funnel = self._wants_funnel(pid, admitted)
-            if funnel:
-                self.store.set_funnel(pid, "pending")
-                self._funneled.append((admitted, pid))
+            challenge = self.settings.promotion is not None and self.population.challenges(fitness)
+            if challenge:
+                c.challengers.append(pid)
+            funnel = self.settings.promotion is None and self._admit_to_funnel(pid)
             self._maybe_restart()
             self.store.add_history(c.evaluations, c.best_fitness, self.population.median_fitness())
             self._save_state()
         if funnel:
             self._submit_funnel(pid)
+        if challenge:
+            self._submit_promotion(pid)
+
+    def _admit_to_funnel(self, pid: int) -> bool:
+        """Mark a program for the funnel if it qualifies; the funnel admits by the fitness selection
+        sees, less the optimizer-state penalty."""
+        admitted = memory_penalized(self._fitness[pid], self._memory.get(pid), self.settings.memory_penalty)
+        if not self._wants_funnel(pid, admitted):
+            return False
+        self.store.set_funnel(pid, "pending")
+        self._funneled.append((admitted, pid))
+        return True
 
     # --- funnel selection -----------------------------------------------------------------------------
 
@@ -394,10 +431,105 @@ class Evolution:
         with self.store.transaction():
             for pid in self.inflight.values():
                 self.store.finish_program(pid, "cancelled", -math.inf, None)
+            for pid in self.stage1_inflight.values():
+                self.store.finish_program(pid, "cancelled", -math.inf, None)
             for pid in self.funnel_inflight.values():
                 self.store.set_funnel(pid, "cancelled")
-        self.inflight.clear()
-        self.funnel_inflight.clear()
+            self.counters.challengers.clear()
+            self._save_state()
+        for jobs in (self.inflight, self.funnel_inflight, self.stage1_inflight, self.promotion_inflight):
+            jobs.clear()
+
+    # --- the evaluation cascade -----------------------------------------------------------------------
+
+    def _submit_stage1(self, program_id: int, text: str | None = None) -> None:
+        e = self.settings.evaluation
+        text = self.job_text(self.store.program(program_id).text if text is None else text)
+        job = EvalJob(text, tuple(e.tasks), tuple(range(e.seeds)), tuple(e.lr_multipliers), e.time_limit,
+                      e.device, e.subspace, e.cascade.fraction)
+        self.stage1_inflight[self.executor.submit(job)] = program_id
+
+    def _record_stage1(self, jr: JobResult) -> None:
+        """A first stage is back: within `margin` of the best first stage so far, the program is sent
+        for the full budget; otherwise it is dropped, with its first-stage scores stored."""
+        pid = self.stage1_inflight.pop(jr.job_id)
+        r, c, margin = jr.result, self.counters, self.settings.evaluation.cascade.margin
+        fitness = r.fitness if r.status == "ok" and math.isfinite(r.fitness) else -math.inf
+        passed = math.isfinite(fitness) and (c.stage1_best is None or fitness >= c.stage1_best - margin)
+        with self.store.transaction():
+            c.stage1_evaluations += 1
+            for score in r.scores:
+                self.store.add_evaluation(pid, score, jr.worker, purpose="stage1")
+            if math.isfinite(fitness) and (c.stage1_best is None or fitness > c.stage1_best):
+                c.stage1_best = fitness
+            if passed:
+                c.passed.append(pid)
+            else:
+                c.dropped += 1
+                self.store.finish_program(pid, "dropped", -math.inf, None)
+                self._fitness[pid] = -math.inf
+                self._dropped.add(pid)
+            self._save_state()
+        # Past a budget or time limit a passed program stays pending: a resumed run evaluates it.
+        if passed and self._stop_reason() is None:
+            self._submit(pid)
+
+    def _reuse_drop(self, text: str, s: Screen, parent_id: int, mutation: str, hit: tuple[int, str]) -> None:
+        """A child equivalent to a dropped program is dropped with it, at no cost; it is stored (as a
+        cache hit with no fitness) but never joins the population."""
+        source, kind = hit
+        self.counters.drop_reuses += 1
+        pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation, "cached", -math.inf,
+                                     source, kind)
+        self._hash_of[pid] = s.hash
+        self._idle += 1
+
+    # --- noise-aware promotion ------------------------------------------------------------------------
+
+    def _submit_promotion(self, program_id: int) -> None:
+        """Re-evaluate a challenger on `promotion.seeds` seeds the search never used."""
+        e, n = self.settings.evaluation, self.settings.promotion.seeds
+        job = EvalJob(self.job_text(self.store.program(program_id).text), tuple(e.tasks),
+                      tuple(range(e.seeds, e.seeds + n)), tuple(e.lr_multipliers), e.time_limit, e.device, e.subspace)
+        self.promotion_inflight[self.executor.submit(job)] = program_id
+
+    def _record_promotion(self, jr: JobResult) -> None:
+        """A challenger's new seeds are back: promote it if its mean beats the best's by more than the
+        noise, else count the refusal. A promoted program may enter the funnel."""
+        pid = self.promotion_inflight.pop(jr.job_id)
+        c = self.counters
+        mean, se = mean_and_se(seed_fitnesses(jr.result, len(self.settings.evaluation.tasks)))
+        funnel = False
+        with self.store.transaction():
+            c.promotion_evaluations += 1
+            c.challengers.remove(pid)
+            for score in jr.result.scores:
+                self.store.add_evaluation(pid, score, jr.worker, purpose="promotion")
+            if self.population.beats_best(mean, se):
+                before = c.best_id
+                self.population.promote(pid, self._fitness[pid], mean, se)
+                self.store.add_event("promotion", f"#{pid} is the best: mean {mean:+.4f} +- {se:.4f} over "
+                                                  f"{self.settings.promotion.seeds} new seeds"
+                                                  + (f", ahead of #{before}" if before is not None else ""),
+                                     c.evaluations)
+                funnel = self._admit_to_funnel(pid)
+            else:
+                c.refused += 1
+                best = (f"#{c.best_id}'s {c.best_mean:+.4f} +- {c.best_se:.4f} by more than the noise"
+                        if c.best_mean is not None else "anything: a seed failed")
+                self.store.add_event("refused", f"#{pid} not promoted: mean {mean:+.4f} +- {se:.4f} does not beat "
+                                                + best, c.evaluations)
+            self._save_state()
+        if funnel:
+            self._submit_funnel(pid)
 
 
-__all__ = ["Counters", "Evolution", "Outcome"]
+def mean_and_se(values: list[float]) -> tuple[float, float]:
+    """The mean of per-seed fitnesses and its standard error (stdev / sqrt(n)); -inf and inf when
+    a seed failed."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return -math.inf, math.inf
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+__all__ = ["Counters", "Evolution", "Outcome", "mean_and_se"]

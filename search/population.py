@@ -69,12 +69,33 @@ class Population:
         c.births += 1
         self.members.append((c.births, program_id, score))
         del self.members[:max(0, len(self.members) - self.settings.population)]
-        if fitness > c.best_fitness:
+        if fitness > c.best_fitness and self.settings.promotion is None:  # else the best is promoted
             c.best_id, c.best_fitness = program_id, fitness
         if c.stall_mark is None or fitness > c.stall_mark + self.settings.restart_min_gain:
             c.last_improvement, c.stall_mark = c.evaluations, fitness
             c.sweep_of = None        # progress: the next sweep, if any, is of a better program
         return c.births
+
+    def challenges(self, fitness: float) -> bool:
+        """Whether a finished program's fitness makes it a challenger for the run's best (promotion
+        on): there is no best yet, or its fitness beats the best's mean over the promotion seeds."""
+        c = self.counters
+        return math.isfinite(fitness) and (c.best_mean is None or fitness > c.best_mean)
+
+    def beats_best(self, mean: float, se: float) -> bool:
+        """Whether a challenger's mean fitness over new seeds (standard error `se`) beats the best's
+        by more than the noise: the standard error of the difference of the two means."""
+        c = self.counters
+        if not math.isfinite(mean):
+            return False
+        return c.best_mean is None or mean - c.best_mean > math.hypot(se, c.best_se or 0.0)
+
+    def promote(self, program_id: int, fitness: float, mean: float, se: float) -> None:
+        """Make a challenger the run's best (`search.promotion`): its search fitness, and its mean
+        and standard error over the promotion seeds."""
+        c = self.counters
+        c.best_id, c.best_fitness, c.best_mean, c.best_se = program_id, fitness, mean, se
+        c.promotions += 1
 
     def fill(self, program_id: int, fitness: float, score: float) -> list[int]:
         """A population of copies of one program (the warm start, or a restart's start)."""

@@ -12,7 +12,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Literal, Protocol
 
-ProgramStatus = Literal["pending", "ok", "diverged", "invalid", "timeout", "error", "cached", "cancelled"]
+# "dropped": a cascade's stage 1 scored it too far below the best stage 1 for a full evaluation.
+ProgramStatus = Literal["pending", "ok", "diverged", "invalid", "timeout", "error", "cached", "cancelled", "dropped"]
 # Which programs a query returns: all, those still waiting for their evaluation, those with an
 # evaluation index (finished search evaluations), those the funnel selected (any state), those it
 # still has to re-check, those it re-checked, or the ranked ones (status ok with a finite fitness).
@@ -98,6 +99,19 @@ class Counters:
     found_target: int | None = None   # program id that matched the target
     found_at: int | None = None       # ... after this many evaluations
     rejected_reasons: dict = field(default_factory=dict)
+    # the evaluation cascade (evaluation.cascade)
+    stage1_evaluations: int = 0        # first-stage evaluations finished (not in `evaluations`)
+    stage1_best: float | None = None   # the best stage-1 fitness so far
+    dropped: int = 0                   # programs stage 1 kept from a full evaluation
+    drop_reuses: int = 0               # children equivalent to a dropped program (dropped with it)
+    passed: list = field(default_factory=list)        # programs past stage 1 whose full evaluation is due
+    # noise-aware promotion (search.promotion)
+    promotion_evaluations: int = 0     # re-evaluations on new seeds finished
+    promotions: int = 0                # challengers that became the run's best
+    refused: int = 0                   # challengers whose lead was within the noise
+    challengers: list = field(default_factory=list)   # programs whose re-evaluation is due
+    best_mean: float | None = None     # the best's mean fitness over the promotion seeds ...
+    best_se: float | None = None       # ... and its standard error
 
     @property
     def cache_hits(self) -> int:

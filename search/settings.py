@@ -197,6 +197,31 @@ class RoleSettings:
 
 
 @dataclass(frozen=True)
+class CascadeSettings:
+    """Train every candidate on the first `fraction` of each task's budget first (`evaluation.cascade`);
+    only one whose stage-1 fitness is within `margin` of the best stage-1 fitness so far trains the
+    full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), which
+    ranked programs most like the full run (benchmarks/cascade.py)."""
+
+    fraction: float = setting(0.25, number(0, 1, open_lo=True))
+    margin: float = setting(0.02, number(0))
+
+    def __post_init__(self):
+        if self.fraction >= 1:
+            raise SettingError(("evaluation", "cascade", "fraction"),
+                               f"must be < 1 (1 is no cascade: set `cascade: null`), got {self.fraction:g}")
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    """Re-evaluate a would-be best on `seeds` new seeds before it becomes the run's best
+    (`search.promotion`); it is promoted only if its mean fitness beats the incumbent's mean by more
+    than the standard error of the difference."""
+
+    seeds: int = setting(3, integer(2, MAX_SEEDS))
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
     """How each candidate is scored (`evaluation:`): tasks as `name/size`, seeds, the lr grid, a time
     limit, the device, and optionally a low-rank subspace every candidate runs in."""
@@ -207,6 +232,7 @@ class EvaluationSettings:
     time_limit: float | None = setting(300.0, number(0, optional=True, open_lo=True))
     device: str = setting("cpu", text(("cpu", "cuda", "auto")))
     subspace: SubspaceOptions | None = setting(None, _subspace)
+    cascade: CascadeSettings | None = setting(None, section(CascadeSettings, optional=True))  # None: one stage
 
 
 @dataclass(frozen=True)
@@ -244,6 +270,7 @@ class EvolutionSettings:
     tune_share: float = setting(0.0, number(0, 1))         # children that only move the population best's constants
     # evaluations without progress (by restart_min_gain) -> try every single-edit neighbour of the population best
     sweep_after: int | None = setting(None, integer(1, optional=True))
+    promotion: PromotionSettings | None = setting(None, section(PromotionSettings, optional=True))  # None: 1 seed
 
     def __hash__(self) -> int:  # the dict fields make the generated hash fail; identity is enough
         return id(self)
@@ -253,7 +280,8 @@ class EvolutionSettings:
 class BudgetSettings:
     """When a search stops (`budget:`): whichever limit is reached first."""
 
-    evaluations: int | None = setting(1000, integer(1, optional=True))            # real evaluations (cache hits are free)
+    # full-budget evaluations (cache hits, a cascade's stage 1 and promotion re-checks are not counted)
+    evaluations: int | None = setting(1000, integer(1, optional=True))
     seconds: float | None = setting(None, number(0, optional=True, open_lo=True))  # wall time of this process
     stop_fitness: float | None = setting(None, number(optional=True))              # a program reaches this fitness
     target: Target | None = setting(None, _target)                                 # a program matches the target

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS programs (
     fingerprint TEXT,
     parent INTEGER REFERENCES programs(id),
     mutation TEXT,
-    status TEXT NOT NULL,          -- pending | ok | diverged | invalid | timeout | error | cached
+    status TEXT NOT NULL,          -- pending | ok | diverged | invalid | timeout | error | cached | dropped
     fitness REAL,                  -- NULL until known, and for -inf (failed programs)
     reuses INTEGER REFERENCES programs(id),   -- status cached: the program whose evaluation it reuses
     cache TEXT,                    -- cached: 'hash' or 'fingerprint'
@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS programs_status ON programs(status);
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY,
     program_id INTEGER NOT NULL REFERENCES programs(id),
-    purpose TEXT NOT NULL,         -- search | funnel
+    purpose TEXT NOT NULL,         -- search | funnel | stage1 (a cascade's first stage) | promotion
     task TEXT NOT NULL,
     size TEXT NOT NULL,
     status TEXT NOT NULL,

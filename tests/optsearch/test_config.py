@@ -70,6 +70,9 @@ def test_the_name_defaults_to_the_file_stem(tmp_path):
     ("search:\n  population: 8\n   tournament: 2\n", 3, "not valid YAML"),
     ("search:\n  restart_from: scratch\n", 2, "search.restart_from: must be one of best, warm_start, got 'scratch'"),
     ("search:\n  simplify_children: yes please\n", 2, "search.simplify_children: must be true or false"),
+    ("evaluation:\n  cascade: {fraction: 1}\n", 2, "evaluation.cascade.fraction: must be < 1 (1 is no cascade"),
+    ("evaluation:\n  cascade: {margin: -0.1}\n", 2, "evaluation.cascade.margin: must be a number >= 0, got -0.1"),
+    ("search:\n  promotion: {seeds: 1}\n", 2, "search.promotion.seeds: must be an integer >= 2"),
 ])
 def test_bad_configs_name_the_file_line_and_key(tmp_path, text, line, message):
     path = _write(tmp_path, text)

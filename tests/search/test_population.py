@@ -1,10 +1,11 @@
 """The population policy on plain numbers: no store, no executor, no disk, no clock."""
+import math
 import random
 from dataclasses import replace
 
 from optsearch.search.population import MAX_IDLE_CHILDREN, WARM_START_ID, Population
 from optsearch.search.records import Counters
-from optsearch.search.settings import SearchSettings
+from optsearch.search.settings import PromotionSettings, SearchSettings
 
 SETTINGS = SearchSettings(seed=0, population=4, tournament=2, evaluations=10)
 
@@ -88,3 +89,17 @@ def test_the_search_stops_for_the_first_reason_that_holds():
     assert p.stop_reason(inflight=0, elapsed=0.0, idle=0) == "stop_fitness"
     p.counters.found_target = 3
     assert p.stop_reason(inflight=0, elapsed=0.0, idle=0) == "target"
+
+
+def test_with_promotion_joining_never_makes_the_best_and_a_lead_must_beat_the_noise():
+    p = _population(replace(SETTINGS, promotion=PromotionSettings(seeds=3)))
+    p.join(1, 0.5, 0.5)
+    assert p.counters.best_id is None and p.challenges(0.5) and not p.challenges(-math.inf)
+    assert p.beats_best(0.0, 0.01)                       # no best yet: any finite mean is promoted
+    p.promote(1, 0.5, 0.10, 0.01)
+    c = p.counters
+    assert (c.best_id, c.best_fitness, c.best_mean, c.best_se, c.promotions) == (1, 0.5, 0.10, 0.01, 1)
+    assert p.challenges(0.11) and not p.challenges(0.10)   # a challenger's search fitness beats the best's mean
+    # the lead must exceed the standard error of the difference: hypot(0.01, 0.02) = 0.0224
+    assert not p.beats_best(0.12, 0.02) and p.beats_best(0.123, 0.02)
+    assert not p.beats_best(-math.inf, math.inf)
