@@ -118,3 +118,21 @@ def test_a_run_that_finds_its_target_ships_the_match(cli, tmp_path):
     assert report["winner"]["id"] == 1 and report["winner"]["basis"] == "target"
     assert "chosen as the match of the run's target" in (run / "best.py").read_text()
     assert "the match of the target" in r.out
+
+
+def test_show_reports_the_cascade_and_promotion_and_the_winner_is_the_promoted_best(cli, tmp_path):
+    config = tmp_path / "cascade.yaml"
+    config.write_text(CONFIG.replace("search: {population: 4, tournament: 2}",
+                                     "search: {population: 4, tournament: 2, promotion: {seeds: 2}}").replace(
+        "lr_multipliers: [1.0]}", "lr_multipliers: [1.0], cascade: {fraction: 0.25, margin: 0.02}}"))
+    run = tmp_path / "runs" / "cascade"
+    r = cli("evolve", config, "--run-dir", run, "--quiet")
+    assert r.code == 0, r.err
+    report = json.loads(cli("show", run, "--json").out)
+    k, p = report["cascade"], report["promotion"]
+    assert k["fraction"] == 0.25 and k["full_evaluations"] == 6 and k["stage1_evaluations"] >= 6 + k["dropped"]
+    assert p["promotions"] >= 1 and p["re_evaluations"] == p["promotions"] + p["refused"]
+    assert report["winner"]["id"] == p["best_id"]
+    shown = cli("show", run).out
+    assert f"{k['stage1_evaluations']} first stages, 6 full evaluations, {k['dropped']} dropped" in shown
+    assert f"{p['promotions']} promoted, {p['refused']} refused (lead within the noise)" in shown

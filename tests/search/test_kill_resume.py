@@ -3,6 +3,7 @@
 The test stops the search at a state it observes (holding the store's write lock, so the search
 waits at its next commit) and kills it there: no race against the clock.
 """
+import json
 import os
 import signal
 import sqlite3
@@ -20,6 +21,11 @@ evaluation: {tasks: [imitate/small], lr_multipliers: [0.3, 1.0]}
 budget: {evaluations: 40}
 executor: {kind: inline}
 """
+# The same run with the evaluation cascade and noise-aware promotion: first stages, drops and
+# promotion re-checks are committed between the full evaluations, and may be in flight at the kill.
+CASCADE_CONFIG = CONFIG.replace("search: {population: 6, tournament: 3}",
+                                "search: {population: 6, tournament: 3, promotion: {seeds: 2}}").replace(
+    "lr_multipliers: [0.3, 1.0]}", "lr_multipliers: [0.3, 1.0], cascade: {fraction: 0.25, margin: 0.02}}")
 
 
 def _finished(db) -> list[tuple]:
@@ -33,6 +39,18 @@ def _finished(db) -> list[tuple]:
     return rows, evals
 
 
+def _counters(db) -> dict:
+    """The run's committed counters, less the wall time."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        state = json.loads(con.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()[0])
+    finally:
+        con.close()
+    counters = state["counters"]
+    del counters["elapsed"]
+    return counters
+
+
 def _all(db) -> list[tuple]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -43,9 +61,10 @@ def _all(db) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("text", [CONFIG, CASCADE_CONFIG], ids=["plain", "cascade_promotion"])
+def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_path, text):
     config = tmp_path / "killed.yaml"
-    config.write_text(CONFIG)
+    config.write_text(text)
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     reference = _optsearch("evolve", str(config), "--run-dir", str(whole))
 
@@ -70,6 +89,10 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
     out_ref, err_ref = reference.communicate(timeout=300)
     assert reference.returncode == 0, err_ref
     assert _all(db) == _all(whole / "run.db")                 # the same programs, lineage and fitness
+    assert _counters(db) == _counters(whole / "run.db")       # drops, promotions and refusals included
+    if text is CASCADE_CONFIG:
+        counters = _counters(db)
+        assert counters["dropped"] > 0 and counters["promotions"] > 0 and counters["stage1_evaluations"] > 40
     best = [line for line in out.splitlines() if line.startswith("winner:")]
     assert best and best[0].replace(str(killed), "RUN") == \
         [line for line in out_ref.splitlines() if line.startswith("winner:")][0].replace(str(whole), "RUN")
