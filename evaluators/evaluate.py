@@ -159,9 +159,11 @@ def shortened(task: ProxyTask, fraction: float) -> ProxyTask:
     (warmup and cosine end within the fraction), or `task` itself for a fraction of 1.
 
     Its fitness is still measured against the full run's AdamW reference, so it sits below the
-    full fitness; it compares programs with each other. Compressing ranked programs more like the
-    full budget than stopping the full schedule early did (benchmarks/cascade.py). AdamW's
-    checkpoint curve belongs to the full schedule, so the early stop for hopeless copies is off.
+    full fitness; it compares programs with each other. The compressed schedule ends annealed, as
+    the full one does: on mlp/small its first-stage fitness ranks programs with a Spearman
+    correlation of 0.86 to the full one (benchmarks/cascade.py; stopping the full schedule early
+    was not measured). AdamW's checkpoint curve belongs to the full schedule, so the early stop
+    for hopeless copies is off.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")

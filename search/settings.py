@@ -200,11 +200,11 @@ class RoleSettings:
 class CascadeSettings:
     """Train every candidate on the first `fraction` of each task's budget first (`evaluation.cascade`);
     only one whose stage-1 fitness is within `margin` of the best stage-1 fitness so far trains the
-    full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), which
-    ranked programs most like the full run (benchmarks/cascade.py)."""
+    full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), so it
+    ends annealed as the full run does (`evaluators.evaluate.shortened`)."""
 
     fraction: float = setting(0.25, number(0, 1, open_lo=True))
-    margin: float = setting(0.02, number(0))
+    margin: float = setting(0.1, number(0))
 
     def __post_init__(self):
         if self.fraction >= 1:
