@@ -9,8 +9,8 @@ population as it arrives and the oldest member leaves (ageing). When the best fi
 improved for `restart_after` evaluations, the population restarts from copies of the best.
 
 Two options spend evaluations where they matter. The cascade (`evaluation.cascade`) trains each new
-program on a fraction of the budget first and sends only those near the best first stage so far for
-the full budget; the others are stored as `dropped` and never join the population. Promotion
+program on a fraction of the budget first and sends only those whose first stage is near the run's
+best program's first stage for the full budget; the others are stored as `dropped` and never join the population. Promotion
 (`search.promotion`) re-evaluates a would-be best on new seeds and makes it the run's best (the
 start of restarts, a funnel entry) only if its mean beats the best's by more than the noise.
 
@@ -35,7 +35,7 @@ from optsearch.dsl import Program, canonicalize, check, parse_program, print_can
 from optsearch.dsl.roles import with_fixed_roles
 from optsearch.evaluators import EvalJob, Executor, JobResult
 from optsearch.evaluators.evaluate import seed_fitnesses
-from optsearch.evaluators.fitness import memory_penalized
+from optsearch.evaluators.fitness import aggregate, memory_penalized
 from optsearch.search.equivalence import EquivalenceCache, Screen, matches, screen, screen_child
 from optsearch.search.mutate import mutate, neighbours
 from optsearch.search.population import MAX_IDLE_CHILDREN, WARM_START_ID, Population
@@ -345,6 +345,7 @@ class Evolution:
                 self.store.push_population(birth, pid, score, self.settings.population)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
+            self._move_bar()
             challenge = self.settings.promotion is not None and self.population.challenges(fitness)
             if challenge:
                 c.challengers.append(pid)
@@ -450,8 +451,9 @@ class Evolution:
         self.stage1_inflight[self.executor.submit(job)] = program_id
 
     def _record_stage1(self, jr: JobResult) -> None:
-        """A first stage is back: within `margin` of the best first stage so far, the program is sent
-        for the full budget; otherwise it is dropped, with its first-stage scores stored."""
+        """A first stage is back: within `margin` of the first stage of the run's best program (or
+        before there is one), the program is sent for the full budget; otherwise it is dropped, with
+        its first-stage scores stored."""
         pid = self.stage1_inflight.pop(jr.job_id)
         r, c, margin = jr.result, self.counters, self.settings.evaluation.cascade.margin
         fitness = r.fitness if r.status == "ok" and math.isfinite(r.fitness) else -math.inf
@@ -460,8 +462,6 @@ class Evolution:
             c.stage1_evaluations += 1
             for score in r.scores:
                 self.store.add_evaluation(pid, score, jr.worker, purpose="stage1")
-            if math.isfinite(fitness) and (c.stage1_best is None or fitness > c.stage1_best):
-                c.stage1_best = fitness
             if passed:
                 c.passed.append(pid)
             else:
@@ -473,6 +473,18 @@ class Evolution:
         # Past a budget or time limit a passed program stays pending: a resumed run evaluates it.
         if passed and self._stop_reason() is None:
             self._submit(pid)
+
+    def _move_bar(self) -> None:
+        """After the run's best changed: the bar is its first-stage fitness. Anchored to the best by
+        full fitness, not the best first stage: a program that starts fast and ends poorly would
+        set a bar no good program reaches (benchmarks/cascade.py)."""
+        c = self.counters
+        if self.settings.evaluation.cascade is None or c.best_id is None or c.best_id == c.stage1_best_of:
+            return
+        rows = self.store.evaluations(c.best_id, "stage1")
+        if rows:
+            c.stage1_best = aggregate([-math.inf if e["fitness"] is None else e["fitness"] for e in rows])
+            c.stage1_best_of = c.best_id
 
     def _reuse_drop(self, text: str, s: Screen, parent_id: int, mutation: str, hit: tuple[int, str]) -> None:
         """A child equivalent to a dropped program is dropped with it, at no cost; it is stored (as a
@@ -508,6 +520,7 @@ class Evolution:
             if self.population.beats_best(mean, se):
                 before = c.best_id
                 self.population.promote(pid, self._fitness[pid], mean, se)
+                self._move_bar()
                 self.store.add_event("promotion", f"#{pid} is the best: mean {mean:+.4f} +- {se:.4f} over "
                                                   f"{self.settings.promotion.seeds} new seeds"
                                                   + (f", ahead of #{before}" if before is not None else ""),

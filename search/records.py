@@ -101,7 +101,8 @@ class Counters:
     rejected_reasons: dict = field(default_factory=dict)
     # the evaluation cascade (evaluation.cascade)
     stage1_evaluations: int = 0        # first-stage evaluations finished (not in `evaluations`)
-    stage1_best: float | None = None   # the best stage-1 fitness so far
+    stage1_best: float | None = None   # the bar: the stage-1 fitness of the run's best program ...
+    stage1_best_of: int | None = None  # ... that program
     dropped: int = 0                   # programs stage 1 kept from a full evaluation
     drop_reuses: int = 0               # children equivalent to a dropped program (dropped with it)
     passed: list = field(default_factory=list)        # programs past stage 1 whose full evaluation is due
@@ -214,6 +215,8 @@ class SearchStore(Protocol):
     def count_programs(self) -> int: ...
 
     def state_per_param(self, program_id: int) -> float | None: ...
+
+    def evaluations(self, program_id: int | None = None, purpose: str | None = None) -> list[Any]: ...
 
     def population(self) -> list[tuple[int, int, float]]: ...
 

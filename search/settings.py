@@ -199,8 +199,8 @@ class RoleSettings:
 @dataclass(frozen=True)
 class CascadeSettings:
     """Train every candidate on the first `fraction` of each task's budget first (`evaluation.cascade`);
-    only one whose stage-1 fitness is within `margin` of the best stage-1 fitness so far trains the
-    full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), so it
+    only one whose stage-1 fitness is within `margin` of the stage-1 fitness of the run's best
+    program (by full fitness) trains the full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), so it
     ends annealed as the full run does (`evaluators.evaluate.shortened`)."""
 
     fraction: float = setting(0.25, number(0, 1, open_lo=True))
