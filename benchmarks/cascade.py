@@ -10,9 +10,9 @@ of its run's best program before it (the cascade's bar). Of the sample's top 10%
 the share the rule would have dropped, at the run's margin and at others. Also the Spearman rank
 correlation of first-stage (compressed schedule) and full fitness.
 
-    OMP_NUM_THREADS=1 python benchmarks/cascade.py [--seconds 150] [--seeds 0 1] [--margin 0.1]
+    OMP_NUM_THREADS=1 python benchmarks/cascade.py [--seconds 150] [--seeds 0 1] [--margin 0.1] [--out cascade.json]
 
-Writes `benchmarks/results/cascade.json`.
+Writes `benchmarks/results/cascade.json` (or `--out`).
 """
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=150.0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--margin", type=float, default=CASCADE.margin)
+    p.add_argument("--out", default="cascade.json", help="file name under benchmarks/results/")
     a = p.parse_args()
     on = replace(CASCADE, margin=a.margin)
     torch.set_num_threads(1)
@@ -132,7 +133,7 @@ def main() -> None:
     ratio = [on["assessed_per_hour"] / off["assessed_per_hour"] for off, on in zip(runs[::2], runs[1::2])]
     out = {"machine": machine(), "task": TASK, "lr_multipliers": LRS, "cascade": vars(on),
            "seconds_per_search": a.seconds, "runs": runs, "assessed_per_hour_ratio": ratio, "false_drops": drops}
-    path = ROOT / "benchmarks" / "results" / "cascade.json"
+    path = ROOT / "benchmarks" / "results" / a.out
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"{'seed':>4} {'cascade':>7} {'assessed/h':>10} {'per cpu-h':>9} {'full/h':>7} {'dropped':>7} {'best':>8}")
     for r in runs:
