@@ -9,10 +9,11 @@ population as it arrives and the oldest member leaves (ageing). When the best fi
 improved for `restart_after` evaluations, the population restarts from copies of the best.
 
 Two options spend evaluations where they matter. The cascade (`evaluation.cascade`) trains each new
-program on a fraction of the budget first and sends only those whose first stage is near the run's
-best program's first stage for the full budget; the others are stored as `dropped` and never join the population. Promotion
-(`search.promotion`) re-evaluates a would-be best on new seeds and makes it the run's best (the
-start of restarts, a funnel entry) only if its mean beats the best's by more than the noise.
+program on a fraction of the budget first, and only those whose first stage is near the first stage
+of the run's best program train the full budget; the others are stored as `dropped` and never join
+the population. Promotion (`search.promotion`) re-evaluates a would-be best on new seeds and makes
+it the run's best (the start of restarts, a funnel entry) only if its mean beats the best's by more
+than the noise.
 
 The decisions over the population are `optsearch.search.population.Population`'s (pure, driven
 by the run's RNG); this module makes and screens children, talks to the executor and writes

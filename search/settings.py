@@ -200,8 +200,9 @@ class RoleSettings:
 class CascadeSettings:
     """Train every candidate on the first `fraction` of each task's budget first (`evaluation.cascade`);
     only one whose stage-1 fitness is within `margin` of the stage-1 fitness of the run's best
-    program (by full fitness) trains the full budget. Stage 1 compresses the schedule (warmup and cosine end within the fraction), so it
-    ends annealed as the full run does (`evaluators.evaluate.shortened`)."""
+    program (by full fitness) trains the full budget. Stage 1 compresses the schedule (warmup and
+    cosine end within the fraction), so it ends annealed as the full run does
+    (`evaluators.evaluate.shortened`)."""
 
     fraction: float = setting(0.25, number(0, 1, open_lo=True))
     margin: float = setting(0.1, number(0))

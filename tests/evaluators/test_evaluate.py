@@ -9,7 +9,8 @@ def test_a_first_stage_trains_a_fraction_of_the_steps_with_the_schedule_compress
     short = shortened(task, 0.25)
     assert (short.budget.steps, short.budget.warmup) == (750, 38)
     assert short.budget.lr_at(750) < 0.01 < short.budget.lr_at(375)      # the cosine ends within the stage
-    assert (short.budget.lr, short.budget.batch_size, short.budget.schedule) == (task.budget.lr, task.budget.batch_size, "cosine")
+    b = task.budget
+    assert (short.budget.lr, short.budget.batch_size, short.budget.schedule) == (b.lr, b.batch_size, "cosine")
     assert task.budget.steps == 3000 and short.reference == task.reference   # the task itself is untouched
     assert shortened(task, 1.0) is task
 

@@ -8,8 +8,8 @@ from optsearch.evaluators import SubspaceOptions
 from optsearch.run import with_overrides
 from optsearch.search.checks import section_fields
 from optsearch.search.settings import (
-    DEFAULT_MUTATION_WEIGHTS, BudgetSettings, EvaluationSettings, EvolutionSettings, FunnelSettings, SearchSettings,
-    Target,
+    DEFAULT_MUTATION_WEIGHTS, BudgetSettings, CascadeSettings, EvaluationSettings, EvolutionSettings, FunnelSettings,
+    PromotionSettings, SearchSettings, Target,
 )
 
 GOOD = """\
@@ -112,7 +112,7 @@ def test_every_shipped_config_is_valid(path):
 
 
 @pytest.mark.parametrize("cls", [EvolutionSettings, BudgetSettings, SearchSettings, EvaluationSettings, FunnelSettings,
-                                 Target, ExecutorSettings])
+                                 Target, ExecutorSettings, CascadeSettings, PromotionSettings])
 def test_every_config_field_declares_its_check(cls):
     # a field without a check could not be read from a file: every section is read field by field
     assert section_fields(cls) and all(callable(f.metadata.get("check")) for f in section_fields(cls))
