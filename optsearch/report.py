@@ -2,10 +2,11 @@
 
 `optsearch report RUN [--id N] [-o DIR]` is how an entry of `discovered/found/` is made: the
 run's winner (or any stored program), simplified by exact rewrites only (so its behaviour is the
-one that was measured), re-evaluated beside AdamW and Lion on the tasks the search never saw (the
-run's funnel tasks unless given), with how it was found (config, seed, evaluations, wall time),
-its lineage back to the warm start and whether sign-based momentum emerged. Everything the
-report says is also written to `report.json`.
+one that was measured), re-evaluated beside zoo AdamW, Lion and Muon on the tasks the search never
+saw (the run's funnel tasks unless given), seed by seed, with the paired statistics of
+`optsearch.comparison` (does it beat each baseline by more than two standard errors?), how it was
+found (config, seed, evaluations, wall time), its lineage back to the warm start and whether
+sign-based momentum emerged. Everything the report says is also written to `report.json`.
 """
 from __future__ import annotations
 
@@ -252,21 +253,7 @@ def _comparison_section(r: dict, searched: set[str]) -> list[str]:
     tasks, memory, penalty = r["held_out"], r.get("state_per_param") or {}, r.get("memory_penalty") or 0.0
     extra = (["state/param"] if memory else []) + ([f"mean less {penalty:g} x state"] if memory and penalty else [])
     se = r.get("standard_error", {})
-    baselines = r.get("baselines") or {}
-    lines = ["## Against the baselines where the search did not look", "",
-             f"Fitness against tuned AdamW (0 = the tuned-AdamW reference, higher is better): per seed, the best "
-             f"over the learning-rate multipliers {r['lr_multipliers']}; "
-             + (f"mean ± standard error over {r['seeds']} seeds (0 to {r['seeds'] - 1})." if "per_seed" in r else
-                f"mean over {r['seeds']} seed(s) (this report predates per-seed results: no standard errors; "
-                "its command run again adds them).")
-             + (" Columns marked (searched) are the run's own search tasks, evaluated again here; the search "
-                "never saw the others." if searched else ""), "",
-             "The baselines are zoo programs as written in `discovered/zoo/`"
-             + (": " + "; ".join(f"`{b}`: {d.rstrip('.')}" for b, d in baselines.items()) if baselines else "")
-             + ". Every row tunes its lr on the same grid, per seed"
-             + (": the `adamw` row is \"tuned AdamW\" with its weight decay fixed at 0.01" if "adamw" in r["fitness"]
-                else "") + ". The reference (fitness 0) is AdamW with its lr and weight decay tuned "
-             "by `optsearch calibrate`" + _reference_text(r.get("references") or {}) + ".", "",
+    lines = ["## Against the baselines where the search did not look", "", *_comparison_intro(r, searched),
              _row(["program", *(t + (" (searched)" if t in searched else "") for t in tasks), "mean", *extra]),
              "| --- |" + " --- |" * (len(tasks) + 1 + len(extra))]
     for label, scores in r["fitness"].items():
@@ -280,6 +267,24 @@ def _comparison_section(r: dict, searched: set[str]) -> list[str]:
             cells.append(fmt_fitness(None if mean is None else memory_penalized(mean, state, penalty)))
         lines.append(_row(cells))
     return lines + _verdicts(r) if "comparisons" in r else lines
+
+
+def _comparison_intro(r: dict, searched: set[str]) -> list[str]:
+    """What the table's numbers are, what each baseline is, and what "tuned AdamW" means here."""
+    baselines = r.get("baselines") or {}
+    return [f"Fitness against tuned AdamW (0 = the tuned-AdamW reference, higher is better): per seed, the best "
+            f"over the learning-rate multipliers {r['lr_multipliers']}; "
+            + (f"mean ± standard error over {r['seeds']} seeds (0 to {r['seeds'] - 1})." if "per_seed" in r else
+               f"mean over {r['seeds']} seed(s) (this report predates per-seed results: no standard errors; "
+               "its command run again adds them).")
+            + (" Columns marked (searched) are the run's own search tasks, evaluated again here; the search "
+               "never saw the others." if searched else ""), "",
+            "The baselines are zoo programs as written in `discovered/zoo/`"
+            + (": " + "; ".join(f"`{b}`: {d.rstrip('.')}" for b, d in baselines.items()) if baselines else "")
+            + ". Every row tunes its lr on the same grid, per seed"
+            + (": the `adamw` row is \"tuned AdamW\" with its weight decay fixed at 0.01" if "adamw" in r["fitness"]
+               else "") + ". The reference (fitness 0) is AdamW with its lr and weight decay tuned "
+            "by `optsearch calibrate`" + _reference_text(r.get("references") or {}) + ".", ""]
 
 
 def _verdicts(r: dict) -> list[str]:
@@ -315,7 +320,8 @@ def verdict_line(baseline: str, task: str, c: dict) -> str:
 
 def _best_baseline(r: dict) -> str | None:
     """The baseline with the highest mean fitness over tasks (None when none has one)."""
-    scored = [(r["fitness"][b][MEAN], b) for b in r["comparisons"] if b != REFERENCE and r["fitness"][b][MEAN] is not None]
+    scored = [(r["fitness"][b][MEAN], b) for b in r["comparisons"]
+              if b != REFERENCE and r["fitness"][b][MEAN] is not None]
     return max(scored)[1] if scored else None
 
 
