@@ -34,13 +34,16 @@ def run_jobs(jobs: Sequence[EvalJob], processes: int = 1,
         finally:
             torch.set_num_threads(threads)
         return results  # type: ignore[return-value]
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(min(processes, len(jobs)), context, initializer=_one_thread) as pool:
+    pool = cf.ProcessPoolExecutor(min(processes, len(jobs)), multiprocessing.get_context("spawn"),
+                                  initializer=_one_thread)
+    try:
         futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
         for future in cf.as_completed(futures):
             i = futures[future]
             results[i] = future.result()
             done(i, results[i])
+    finally:  # on an interrupt, jobs not started are dropped instead of waited for
+        pool.shutdown(cancel_futures=True)
     return results  # type: ignore[return-value]
 
 

@@ -125,7 +125,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
         "per_seed": {c: {t: [finite(f) for f in fs] for t, fs in m.items()} for c, m in measured.per_seed.items()},
         "best_lr": measured.best_lr, "comparisons": {b: {t: _comparison_json(c) for t, c in by_task.items()}
                                                      for b, by_task in comparisons.items()},
-        "failures": measured.failures, "state_per_param": measured.memory, "task_seconds": measured.seconds,
+        "failures": measured.failures, "errors": measured.errors, "state_per_param": measured.memory, "task_seconds": measured.seconds,
         "memory_penalty": config.search.memory_penalty, "sign_momentum": momentum.found,
         "sign_statement": momentum.where, "lineage": lineage, "program": print_candidate(found),
         "raw_program": row.text, "evaluation_seconds": time.perf_counter() - started, "command": " ".join(command),
@@ -151,6 +151,7 @@ class Measured:
     estimates: dict[str, dict[str, Estimate]]
     best_lr: dict[str, dict[str, list[float]]]       # the lr multiplier each seed's fitness came from
     failures: dict[str, dict[str, str]]              # task -> status, where not "ok"
+    errors: dict[str, dict[str, str]]                # task -> the first line of why, where not "ok"
     memory: dict[str, float | None]                  # optimizer state per parameter, mean over tasks
     seconds: dict[str, dict[str, float]]
 
@@ -171,7 +172,7 @@ def _evaluate(contenders: dict[str, Program | RoleProgram], held_out: Sequence[s
         say(f"  {pairs[i][0]} on {pairs[i][1]}: {r.status}, fitness {fmt_fitness(r.fitness)} ({r.seconds:.0f} s)")
 
     results = dict(zip(pairs, run_jobs(work, jobs, done)))
-    m = Measured({}, {}, {}, {}, {}, {})
+    m = Measured({}, {}, {}, {}, {}, {}, {})
     for c in contenders:
         scores = [results[c, t].scores[0] if results[c, t].scores else None for t in held_out]
         m.per_seed[c] = {t: _seed_fitness(s, seeds) for t, s in zip(held_out, scores)}
@@ -179,6 +180,8 @@ def _evaluate(contenders: dict[str, Program | RoleProgram], held_out: Sequence[s
         m.estimates[c] = {t: estimate(fs) for t, fs in m.per_seed[c].items()}
         m.best_lr[c] = {t: s.best_lr if s else [] for t, s in zip(held_out, scores)}
         m.failures[c] = {t: results[c, t].status for t in held_out if results[c, t].status != "ok"}
+        m.errors[c] = {t: _first_line(s.error if s else results[c, t].error)
+                       for t, s in zip(held_out, scores) if t in m.failures[c]}
         memory = [s.state_per_param for s in scores if s and s.state_per_param is not None]
         m.memory[c] = sum(memory) / len(memory) if memory else None
         m.seconds[c] = {t: results[c, t].seconds for t in held_out}
@@ -191,6 +194,10 @@ def _seed_fitness(score: TaskScore | None, seeds: int) -> list[float]:
     if score is None or score.reference is None or score.status not in ("ok", "diverged"):
         return [-math.inf] * seeds
     return [relative_fitness(metric, score.reference) for metric in score.per_seed]
+
+
+def _first_line(error: str | None) -> str:
+    return (error or "").split("\n")[0]
 
 
 def _compare(m: Measured, winner: str, baseline: str | None, held_out: Sequence[str]) -> dict[str, Comparison]:
@@ -266,6 +273,9 @@ def _comparison_section(r: dict, searched: set[str]) -> list[str]:
             mean = scores["mean"]
             cells.append(fmt_fitness(None if mean is None else memory_penalized(mean, state, penalty)))
         lines.append(_row(cells))
+    why = [f"- {label} on {t}: {status} ({r['errors'][label][t]})" for label, failed in r["failures"].items()
+           for t, status in failed.items() if r.get("errors", {}).get(label, {}).get(t)]
+    lines += ["", *why] if why else []
     return lines + _verdicts(r) if "comparisons" in r else lines
 
 

@@ -126,7 +126,9 @@ def test_a_task_that_fails_shows_its_status_not_a_number(cli, run, tmp_path):
     assert r.code == 0, r.err
     report = json.loads((tmp_path / "slow" / "report.json").read_text())
     assert report["failures"]["slow"] == {"mlp/small": "timeout"} and report["fitness"]["slow"]["mean"] is None
-    assert "| slow | timeout | - |" in (tmp_path / "slow" / "REPORT.md").read_text()
+    text = (tmp_path / "slow" / "REPORT.md").read_text()
+    assert "| slow | timeout | - |" in text and "- slow on mlp/small: timeout (time limit " in text
+    assert "beats lion on mlp/small: no (it failed on seed 0)" in text
 
 
 def test_a_missing_run_is_a_clear_error(cli, tmp_path):
