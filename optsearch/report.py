@@ -353,4 +353,4 @@ def _duration(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-__all__ = ["BASELINES", "SignMomentum", "sign_momentum", "verdict_line", "write_report"]
+__all__ = ["BASELINES", "MEAN", "REFERENCE", "SignMomentum", "sign_momentum", "verdict_line", "write_report"]
