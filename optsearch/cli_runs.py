@@ -16,7 +16,7 @@ from optsearch.dsl import OptsearchError, parse_program
 from optsearch.evaluators import ExecutorLost
 from optsearch.lineage_page import write_page
 from optsearch.records import hall_of_fame
-from optsearch.report import BASELINES, write_report
+from optsearch.report import BASELINES, MEAN, verdict_line, write_report
 from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
@@ -48,18 +48,25 @@ def add_run_commands(command: AddCommand) -> None:
                            "mutation's diff, every program, the funnel")
 
     rep = command("report", cmd_report, "ship a run's winner (or --id N): program, export and a report "
-                                        "comparing it with AdamW and Lion on held-out tasks")
+                                        "comparing it, seed by seed, with AdamW, Lion and Muon on held-out tasks")
     rep.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/rediscover_lion")
     rep.add_argument("-o", "--out", metavar="DIR", required=True,
                      help="the folder to write program.py, optimizer.py, REPORT.md and report.json into")
     rep.add_argument("--id", type=int, metavar="N", help="the program to report on (default: the run's winner)")
     rep.add_argument("--task", action="append", metavar="T",
                      help="a held-out task as name/size (repeatable; default: the run's funnel tasks)")
-    rep.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per task (default: %(default)s)")
+    rep.add_argument("--seeds", type=int, default=3, metavar="K",
+                     help="seeds per task, 2 at least for standard errors (default: %(default)s)")
     rep.add_argument("--baseline", action="append", metavar="ZOO",
-                     help="a zoo program to compare with (repeatable; default: adamw and lion)")
+                     help=f"a zoo program or role candidate to compare with (repeatable; default: "
+                          f"{', '.join(BASELINES)})")
+    rep.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X",
+                     help="the learning-rate grid every contender is tuned on, per seed (default: the run's)")
+    rep.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="evaluate contenders x tasks in N processes of one torch thread each; the figures "
+                          "are the same for every N (default: %(default)s)")
     rep.add_argument("--time-limit", type=float, metavar="S",
-                     help="seconds per program over all its tasks (default: none)")
+                     help="seconds per program and task (default: none)")
 
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
@@ -231,13 +238,19 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise OptsearchError(f"--time-limit must be a number > 0, got {args.time_limit}")
+    if args.lr_multipliers is not None and not all(m > 0 and math.isfinite(m) for m in args.lr_multipliers):
+        raise OptsearchError(f"--lr-multipliers must be numbers > 0, got {args.lr_multipliers}")
+    if args.jobs < 1:
+        raise OptsearchError(f"--jobs must be >= 1, got {args.jobs}")
     # a missing run, a bad id, task or baseline fails in write_report before any evaluation
     r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
-                     tuple(args.baseline or BASELINES), args.time_limit,
-                     say=lambda line: print(line, flush=True))
+                     tuple(args.baseline or BASELINES), args.time_limit, say=lambda line: print(line, flush=True),
+                     lr_multipliers=args.lr_multipliers, jobs=args.jobs)
     means = [f"{k} {v['mean']:+.4f}" if v["mean"] is not None else f"{k} failed" for k, v in r["fitness"].items()]
     print(f"{r['name']}: sign-based momentum {'yes' if r['sign_momentum'] else 'no'}; "
           f"fitness on held-out tasks {', '.join(means)}")
+    for baseline, by_task in r["comparisons"].items():
+        print(verdict_line(baseline, MEAN, by_task[MEAN]))
     print(f"wrote {args.out}/program.py, optimizer.py, REPORT.md, report.json")
 
 
