@@ -67,6 +67,9 @@ def add_run_commands(command: AddCommand) -> None:
                           "are the same for every N (default: %(default)s)")
     rep.add_argument("--time-limit", type=float, metavar="S",
                      help="seconds per program and task (default: none)")
+    rep.add_argument("--cache", type=Path, metavar="DIR",
+                     help="keep each contender's evaluation on each task in DIR and reuse it when the same "
+                          "evaluation is asked for again (the baselines, on a later report)")
 
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
@@ -245,7 +248,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     # a missing run, a bad id, task or baseline fails in write_report before any evaluation
     r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
                      tuple(args.baseline or BASELINES), args.time_limit, say=lambda line: print(line, flush=True),
-                     lr_multipliers=args.lr_multipliers, jobs=args.jobs)
+                     lr_multipliers=args.lr_multipliers, jobs=args.jobs,
+                     cache=args.cache)
     means = [f"{k} {v['mean']:+.4f}" if v["mean"] is not None else f"{k} failed" for k, v in r["fitness"].items()]
     print(f"{r['name']}: sign-based momentum {'yes' if r['sign_momentum'] else 'no'}; "
           f"fitness on held-out tasks {', '.join(means)}")

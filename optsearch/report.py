@@ -57,12 +57,13 @@ def sign_momentum(program: Program) -> SignMomentum:
 def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, tasks: Sequence[str] | None = None,
                  seeds: int = 3, baselines: Sequence[str] = BASELINES, time_limit: float | None = None,
                  say: Callable[[str], None] = lambda line: None, lr_multipliers: Sequence[float] | None = None,
-                 jobs: int = 1) -> dict:
+                 jobs: int = 1, cache: Path | None = None) -> dict:
     """Write `program.py`, `optimizer.py`, `REPORT.md` and `report.json` into `out_dir`; returns the report.
 
     Every contender is trained on every held-out task on seeds 0..`seeds`-1 at each lr multiplier
     (the run's grid unless `lr_multipliers`), `time_limit` seconds at most per contender and task,
-    in `jobs` processes; the figures do not depend on `jobs`."""
+    in `jobs` processes; the figures do not depend on `jobs`. With `cache`, evaluations already made
+    with the same job (a baseline, on an earlier report) are read from that folder."""
     from optsearch.discovered import load_zoo_candidate, zoo_description, zoo_names, zoo_role_names
     from optsearch.dsl.export.roles import export_candidate
     from optsearch.search.simplify import simplify
@@ -102,7 +103,7 @@ def write_report(run_dir: Path, out_dir: Path, program_id: int | None = None, ta
     started = time.perf_counter()
     say(f"evaluating {', '.join(contenders)} on {', '.join(held_out)} ({seeds} seed(s), {len(grid)} learning "
         f"rates) in {jobs} process(es)")
-    measured = _evaluate(contenders, held_out, seeds, grid, time_limit, config.search.evaluation, jobs, say)
+    measured = _evaluate(contenders, held_out, seeds, grid, time_limit, config.search.evaluation, jobs, say, cache)
     comparisons = {b: _compare(measured, label, b, held_out) for b in baselines}
     comparisons[REFERENCE] = _compare(measured, label, None, held_out)
     momentum = sign_momentum(program)
@@ -158,7 +159,7 @@ class Measured:
 
 def _evaluate(contenders: dict[str, Program | RoleProgram], held_out: Sequence[str], seeds: int,
               grid: Sequence[float], time_limit: float | None, e: EvaluationSettings, jobs: int,
-              say: Callable[[str], None]) -> Measured:
+              say: Callable[[str], None], cache: Path | None = None) -> Measured:
     """Each contender on each task, one job each (in `jobs` processes), as the run evaluated its
     candidates (device rule, subspace) without its time limit: a report is a deliberate
     evaluation on tasks that may be slower than the search's."""
@@ -171,7 +172,7 @@ def _evaluate(contenders: dict[str, Program | RoleProgram], held_out: Sequence[s
     def done(i: int, r: EvalResult) -> None:
         say(f"  {pairs[i][0]} on {pairs[i][1]}: {r.status}, fitness {fmt_fitness(r.fitness)} ({r.seconds:.0f} s)")
 
-    results = dict(zip(pairs, run_jobs(work, jobs, done)))
+    results = dict(zip(pairs, run_jobs(work, jobs, done, cache)))
     m = Measured({}, {}, {}, {}, {}, {}, {})
     for c in contenders:
         scores = [results[c, t].scores[0] if results[c, t].scores else None for t in held_out]
