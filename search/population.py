@@ -29,7 +29,7 @@ class Population:
     is a function of its seed; `counters` are the run's, updated as decisions are made.
 
     With islands, `members` still holds every member oldest first and `island_of` maps a member's
-    birth to its island; each island ages, holds tournaments and restarts on its own, and the
+    birth to its island (a birth it lacks is on island 0, as the store reads them); each island ages, holds tournaments and restarts on its own, and the
     run's best is global. With one island (`islands` null or count 1) `island_of` stays empty and
     every decision and random draw is the single population's.
     """
@@ -108,10 +108,10 @@ class Population:
             del self.members[:max(0, len(self.members) - self.settings.population)]
             return c.births
         self.island_of[c.births] = island
-        ours = [m for m in self.members if self.island_of[m[0]] == island]
+        ours = self.island(island)
         for m in ours[:max(0, len(ours) - self.island_size)]:
             self.members.remove(m)
-            del self.island_of[m[0]]
+            self.island_of.pop(m[0], None)
         return c.births
 
     # --- choosing parents ---------------------------------------------------------------------
@@ -197,7 +197,7 @@ class Population:
             gone = {b for b, _, _ in self.island(k)}
             self.members = [m for m in self.members if m[0] not in gone]
             for b in gone:
-                del self.island_of[b]
+                self.island_of.pop(b, None)
             return self.fill(start, fitness, score, k)
         c.last_improvement = c.evaluations
         self.members.clear()

@@ -166,3 +166,12 @@ def test_one_island_is_the_single_population_draw_for_draw():
     assert a.members == b.members and b.island_of == {}
     assert [a.parent() for _ in range(20)] == [b.parent(b.next_island()) for _ in range(20)]
     assert a.counters == b.counters and b.counters.awaiting == {} and b.counters.island_marks == []
+
+
+def test_a_population_read_back_from_a_store_knows_island_0_by_omission():
+    p = _population(ISLANDS)
+    p.fill(WARM_START_ID, 0.0, 0.0)
+    stored = {b: k for b, k in p.island_of.items() if k}         # what `population_islands` returns
+    q = Population(ISLANDS, random.Random(0), p.counters, p.members, stored)
+    q.join(2, 0.2, 0.2, island=0)
+    assert _islands(q) == [[1, 1, 1, 2], [1] * 4]
