@@ -29,8 +29,8 @@ class Population:
     is a function of its seed; `counters` are the run's, updated as decisions are made.
 
     With islands, `members` still holds every member oldest first and `island_of` maps a member's
-    birth to its island (a birth it lacks is on island 0, as the store reads them); each island ages, holds tournaments and restarts on its own, and the
-    run's best is global. With one island (`islands` null or count 1) `island_of` stays empty and
+    birth to its island (a birth it lacks is on island 0, as the store reads them); each island
+    ages, holds tournaments and restarts on its own, and the run's best is global. With one island (`islands` null or count 1) `island_of` stays empty and
     every decision and random draw is the single population's.
     """
 
@@ -135,7 +135,7 @@ class Population:
         if s.tune_share and self.rng.random() < s.tune_share:
             weights = {k: s.mutation_weights.get(k, 0.0) for k in CONSTANT_MUTATIONS}
             if sum(weights.values()) > 0:
-                return self.best(None if self.count == 1 else island), weights, "tune:"
+                return self.best(island), weights, "tune:"
         return self.tournament(island), s.mutation_weights, ""
 
     # --- joining, ageing, restarts ------------------------------------------------------------------
