@@ -101,7 +101,7 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a scheduler's stop: shut down as on Ctrl-C
     verb = "resuming" if resume else "starting"
     print(f"{verb} run {run_dir} ({config.executor.kind} executor): tasks {', '.join(config.search.evaluation.tasks)}, "
-          f"population {config.search.population}, budget {_budget(config)}", flush=True)
+          f"population {_population(config.search)}, budget {_budget(config)}", flush=True)
     try:
         outcome, store = evolve(config, run_dir, resume, progress)
     except KeyboardInterrupt:
@@ -124,6 +124,11 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _population(s) -> str:
+    i = s.islands
+    return str(s.population) if i is None or i.count == 1 else f"{s.population} ({i.count} islands of {s.population // i.count})"
 
 
 def _budget(config) -> str:
@@ -290,7 +295,28 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
         "pending": len(store.programs("pending")),
         "funnel": _funnel(store, top),
         "winner": store.get("winner"),
+        **_islands(store),
     }
+
+
+def _islands(store: RunStore) -> dict:
+    """With islands: each island's members and best, and the migrations (events); nothing without."""
+    islands = (store.config or {}).get("search", {}).get("islands") or {}
+    count = islands.get("count", 1)
+    if count == 1:
+        return {}
+    of = store.population_islands()
+    members: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+    for birth, pid, score in store.population():
+        members[of.get(birth, 0)].append((pid, score))
+    rows = []
+    for k, ms in enumerate(members):
+        best = max(ms, key=lambda m: m[1], default=(None, None))   # the oldest among equals, as selection
+        rows.append({"island": k, "members": len(ms), "distinct": len({pid for pid, _ in ms}),
+                     "best_id": best[0], "best_score": finite(best[1])})
+    migrations = [{"eval_index": e["eval_index"], "detail": e["detail"]} for e in store.events()
+                  if e["kind"] == "migration"]
+    return {"islands": rows, "migrations": migrations}
 
 
 def _funnel(store: RunStore, top: int) -> list[dict]:
@@ -347,11 +373,24 @@ def _show_text(r: dict) -> str:
     if w:
         lines += ["", f"winner: #{w['id']} (chosen {chosen_by(w['basis'])}), exported to {w['export']} "
                       f"(program: {w['program']})"]
+    if r.get("islands"):
+        lines += ["", *_islands_text(r["islands"], r["migrations"])]
     lines += ["", "lineage (newest first):"]
     lines.append(table([("id", "fitness", "eval", "mutation")] + [
         (f"#{x['id']}", fmt_fitness(x["fitness"]) if x["status"] != "cached" else f"{fmt_fitness(x['fitness'])} (cached)",
          str(x["eval_index"] or "-"), x["mutation"]) for x in r["lineage"]]))
     return "\n".join(lines)
+
+
+def _islands_text(islands: list[dict], migrations: list[dict], last: int = 3) -> list[str]:
+    rows = [("island", "members", "distinct", "best", "score")]
+    for i in islands:
+        rows.append((str(i["island"]), str(i["members"]), str(i["distinct"]),
+                     "-" if i["best_id"] is None else f"#{i['best_id']}", fmt_fitness(i["best_score"])))
+    shown = f", the last {last}" if len(migrations) > last else ""
+    lines = [f"islands (score: fitness less the configured penalties; {len(migrations)} migrations{shown}):",
+             table(rows)]
+    return lines + [f"  {m['detail']}" for m in migrations[-last:]]
 
 
 def _plot(store: RunStore, path: Path, run_dir: Path) -> None:

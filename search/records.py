@@ -98,6 +98,11 @@ class Counters:
     found_target: int | None = None   # program id that matched the target
     found_at: int | None = None       # ... after this many evaluations
     rejected_reasons: dict = field(default_factory=dict)
+    # islands (`search.islands`; untouched with one population)
+    next_island: int = 0               # the island of the next tournament child (round robin)
+    awaiting: dict = field(default_factory=dict)      # program id (as text) -> its island, while in flight
+    island_marks: list = field(default_factory=list)  # per island: [last improvement, stall mark], as above
+    migrations: int = 0
 
     @property
     def cache_hits(self) -> int:
@@ -203,9 +208,11 @@ class SearchStore(Protocol):
 
     def population(self) -> list[tuple[int, int, float]]: ...
 
-    def push_population(self, birth: int, program_id: int, fitness: float, size: int) -> None: ...
+    def population_islands(self) -> dict[int, int]: ...
 
-    def clear_population(self) -> None: ...
+    def push_population(self, birth: int, program_id: int, fitness: float, size: int, island: int = 0) -> None: ...
+
+    def clear_population(self, island: int | None = None) -> None: ...
 
     def add_history(self, eval_index: int, best: float, median: float | None) -> None: ...
 
