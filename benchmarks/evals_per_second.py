@@ -1,7 +1,8 @@
 """Evaluations per second of a search, with glibc's allocator defaults and with freed memory kept.
 
-Each case runs `optsearch evolve CONFIG --max-evals N --executor inline` in a fresh process, once
-with `OPTSEARCH_KEEP_FREED_MEMORY=0` (glibc's defaults: large temporaries are returned to the OS
+A search case runs `optsearch evolve CONFIG --max-evals N --executor inline` in a fresh process, a
+training case one `optsearch eval PROGRAM --task T` (one seed, lr multipliers 0.3, 1 and 3, as the
+searches on training tasks evaluate), once with `OPTSEARCH_KEEP_FREED_MEMORY=0` (glibc's defaults: large temporaries are returned to the OS
 and faulted in again at every step) and once as shipped (`optsearch.evaluators.allocator`), `--reps`
 rounds alternating the order. Reported per run: wall, user and system seconds and minor page faults
 of the child (`os.wait4`), evaluations per second; per case the median ratio of the two.
@@ -27,19 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine_info import loadavg, machine  # noqa: E402
 
-# case -> (config, evaluations)
+# case -> (config or program/task, evaluations)
 CASES = {
     "imitate_lion": ("configs/imitate_lion.yaml", 200),
     "imitate_muon": ("configs/imitate_muon.yaml", 100),
-    "mlp_small": ("configs/quickstart.yaml", 12),
+    "lm_small": ("muon_adamw/lm", 1),
+    "vit_small": ("muon_adamw/vit", 1),
+    "mlp_small": ("adamw/mlp", 1),
 }
 
 
 def run_once(config: str, evaluations: int, keep: bool, threads: int) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="evals_per_second."))
     env = dict(os.environ, OPTSEARCH_KEEP_FREED_MEMORY="1" if keep else "0", OMP_NUM_THREADS=str(threads))
-    cmd = [str(Path(sys.executable).with_name("optsearch")), "evolve", str(ROOT / config), "--run-dir", str(run_dir / "run"),
-           "--max-evals", str(evaluations), "--executor", "inline", "--quiet"]
+    optsearch = str(Path(sys.executable).with_name("optsearch"))
+    if config.endswith(".yaml"):
+        cmd = [optsearch, "evolve", str(ROOT / config), "--run-dir", str(run_dir / "run"),
+               "--max-evals", str(evaluations), "--executor", "inline", "--quiet"]
+    else:
+        program, task = config.split("/")
+        cmd = [optsearch, "eval", program, "--task", task, "--seeds", "1", "--lr-multipliers", "0.3", "1", "3",
+               "--threads", str(threads)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -63,7 +72,7 @@ def main() -> None:
     results = {"machine": machine(), "loadavg": loadavg(), "threads": a.threads, "cases": {}}
     for case in a.case:
         config, n = CASES[case]
-        if not (ROOT / config).exists():
+        if config.endswith(".yaml") and not (ROOT / config).exists():
             print(f"{case}: {config} missing, skipped")
             continue
         runs = []

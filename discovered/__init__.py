@@ -44,6 +44,22 @@ def load_zoo_candidate(name: str) -> Program | RoleProgram:
     return load_candidate(zoo_path(name))
 
 
+def zoo_description(name: str) -> str:
+    """First line of the zoo program's docstring (a role candidate's: its file's), read with `ast`
+    (never executed); "" where there is none."""
+    try:
+        tree = ast.parse(zoo_path(name).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    if ast.get_docstring(tree):  # a role candidate's file says what it is at the top
+        return ast.get_docstring(tree).strip().splitlines()[0]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            doc = ast.get_docstring(node) or ""
+            return doc.strip().splitlines()[0] if doc.strip() else ""
+    return ""
+
+
 @cache
 def _zoo_files() -> tuple[tuple[str, bool], ...]:
     """(name, whether it is a role candidate) for every zoo file; read once (the zoo ships with
@@ -60,4 +76,5 @@ def _zoo_files() -> tuple[tuple[str, bool], ...]:
     return tuple(out)
 
 
-__all__ = ["ZOO_DIR", "load_zoo", "load_zoo_candidate", "zoo_names", "zoo_path", "zoo_role_names"]
+__all__ = ["ZOO_DIR", "load_zoo", "load_zoo_candidate", "zoo_description", "zoo_names", "zoo_path",
+           "zoo_role_names"]

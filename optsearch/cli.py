@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 import optsearch
-from optsearch.discovered import zoo_names, zoo_path, zoo_role_names
+from optsearch.discovered import zoo_description, zoo_names, zoo_role_names
 from optsearch.dsl import (
     OPS, OptsearchError, canonicalize, check, format_statement, print_program, structural_hash,
     variable_types,
@@ -310,8 +310,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
-    rows = [{"name": name, "kind": "program", "description": _zoo_description(name)} for name in zoo_names()]
-    rows += [{"name": name, "kind": "roles", "description": "one program per role: " + _zoo_description(name)}
+    rows = [{"name": name, "kind": "program", "description": zoo_description(name)} for name in zoo_names()]
+    rows += [{"name": name, "kind": "roles", "description": "one program per role: " + zoo_description(name)}
              for name in zoo_role_names()]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -354,21 +354,6 @@ def _simplify_text(r: dict) -> str:
     if r["output"]:
         parts.append(f"wrote {r['output']}")
     return "\n".join(p for p in parts if p)
-
-
-def _zoo_description(name: str) -> str:
-    """First line of the zoo program's docstring, read with `ast` (never executed)."""
-    try:
-        tree = ast.parse(zoo_path(name).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return ""
-    if ast.get_docstring(tree):  # a role candidate's file says what it is at the top
-        return ast.get_docstring(tree).strip().splitlines()[0]
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            doc = ast.get_docstring(node) or ""
-            return doc.strip().splitlines()[0] if doc.strip() else ""
-    return ""
 
 
 def _add_device_options(p: argparse.ArgumentParser) -> None:

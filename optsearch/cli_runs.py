@@ -16,7 +16,7 @@ from optsearch.dsl import OptsearchError, parse_program
 from optsearch.evaluators import ExecutorLost
 from optsearch.lineage_page import write_page
 from optsearch.records import hall_of_fame
-from optsearch.report import BASELINES, write_report
+from optsearch.report import BASELINES, MEAN, verdict_line, write_report
 from optsearch.run import chosen_by, evolve, memory_penalty, rechecked, run_dir_for, stored_config, with_overrides
 from optsearch.search.evolution import Evolution, Outcome
 from optsearch.search.store import RunStore
@@ -48,18 +48,28 @@ def add_run_commands(command: AddCommand) -> None:
                            "mutation's diff, every program, the funnel")
 
     rep = command("report", cmd_report, "ship a run's winner (or --id N): program, export and a report "
-                                        "comparing it with AdamW and Lion on held-out tasks")
+                                        "comparing it, seed by seed, with AdamW, Lion and Muon on held-out tasks")
     rep.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/rediscover_lion")
     rep.add_argument("-o", "--out", metavar="DIR", required=True,
                      help="the folder to write program.py, optimizer.py, REPORT.md and report.json into")
     rep.add_argument("--id", type=int, metavar="N", help="the program to report on (default: the run's winner)")
     rep.add_argument("--task", action="append", metavar="T",
                      help="a held-out task as name/size (repeatable; default: the run's funnel tasks)")
-    rep.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per task (default: %(default)s)")
+    rep.add_argument("--seeds", type=int, default=3, metavar="K",
+                     help="seeds per task, 2 at least for standard errors (default: %(default)s)")
     rep.add_argument("--baseline", action="append", metavar="ZOO",
-                     help="a zoo program to compare with (repeatable; default: adamw and lion)")
+                     help=f"a zoo program or role candidate to compare with (repeatable; default: "
+                          f"{', '.join(BASELINES)})")
+    rep.add_argument("--lr-multipliers", type=float, nargs="+", metavar="X",
+                     help="the learning-rate grid every contender is tuned on, per seed (default: the run's)")
+    rep.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="evaluate contenders x tasks in N processes of one torch thread each; the figures "
+                          "are the same for every N (default: %(default)s)")
     rep.add_argument("--time-limit", type=float, metavar="S",
-                     help="seconds per program over all its tasks (default: none)")
+                     help="seconds per program and task (default: none)")
+    rep.add_argument("--cache", type=Path, metavar="DIR",
+                     help="keep each contender's evaluation on each task in DIR and reuse it when the same "
+                          "evaluation is asked for again (the baselines, on a later report)")
 
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
@@ -91,7 +101,7 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a scheduler's stop: shut down as on Ctrl-C
     verb = "resuming" if resume else "starting"
     print(f"{verb} run {run_dir} ({config.executor.kind} executor): tasks {', '.join(config.search.evaluation.tasks)}, "
-          f"population {config.search.population}, budget {_budget(config)}", flush=True)
+          f"population {_population(config.search)}, budget {_budget(config)}", flush=True)
     try:
         outcome, store = evolve(config, run_dir, resume, progress)
     except KeyboardInterrupt:
@@ -114,6 +124,11 @@ def _run(config, run_dir: Path, resume: bool, quiet: bool) -> int:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _population(s) -> str:
+    i = s.islands
+    return str(s.population) if i is None or i.count == 1 else f"{s.population} ({i.count} islands of {s.population // i.count})"
 
 
 def _budget(config) -> str:
@@ -231,13 +246,20 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise OptsearchError(f"--seeds must be >= 1, got {args.seeds}")
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise OptsearchError(f"--time-limit must be a number > 0, got {args.time_limit}")
+    if args.lr_multipliers is not None and not all(m > 0 and math.isfinite(m) for m in args.lr_multipliers):
+        raise OptsearchError(f"--lr-multipliers must be numbers > 0, got {args.lr_multipliers}")
+    if args.jobs < 1:
+        raise OptsearchError(f"--jobs must be >= 1, got {args.jobs}")
     # a missing run, a bad id, task or baseline fails in write_report before any evaluation
     r = write_report(Path(args.run_dir), Path(args.out), args.id, args.task, args.seeds,
-                     tuple(args.baseline or BASELINES), args.time_limit,
-                     say=lambda line: print(line, flush=True))
+                     tuple(args.baseline or BASELINES), args.time_limit, say=lambda line: print(line, flush=True),
+                     lr_multipliers=args.lr_multipliers, jobs=args.jobs,
+                     cache=args.cache)
     means = [f"{k} {v['mean']:+.4f}" if v["mean"] is not None else f"{k} failed" for k, v in r["fitness"].items()]
     print(f"{r['name']}: sign-based momentum {'yes' if r['sign_momentum'] else 'no'}; "
           f"fitness on held-out tasks {', '.join(means)}")
+    for baseline, by_task in r["comparisons"].items():
+        print(verdict_line(baseline, MEAN, by_task[MEAN]))
     print(f"wrote {args.out}/program.py, optimizer.py, REPORT.md, report.json")
 
 
@@ -275,6 +297,7 @@ def show_report(store: RunStore, run_dir: Path, top: int) -> dict:
         "pending": len(store.programs("pending")),
         "funnel": _funnel(store, top),
         "winner": store.get("winner"),
+        **_islands(store),
     }
 
 
@@ -295,6 +318,26 @@ def _promotion(c) -> dict | None:
         return None
     return {"re_evaluations": c.promotion_evaluations, "promotions": c.promotions, "refused": c.refused,
             "pending": len(c.challengers), "best_id": c.best_id, "best_mean": c.best_mean, "best_se": c.best_se}
+
+
+def _islands(store: RunStore) -> dict:
+    """With islands: each island's members and best, and the migrations (events); nothing without."""
+    islands = (store.config or {}).get("search", {}).get("islands") or {}
+    count = islands.get("count", 1)
+    if count == 1:
+        return {}
+    of = store.population_islands()
+    members: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+    for birth, pid, score in store.population():
+        members[of.get(birth, 0)].append((pid, score))
+    rows = []
+    for k, ms in enumerate(members):
+        best = max(ms, key=lambda m: m[1], default=(None, None))   # the oldest among equals, as selection
+        rows.append({"island": k, "members": len(ms), "distinct": len({pid for pid, _ in ms}),
+                     "best_id": best[0], "best_score": finite(best[1])})
+    migrations = [{"eval_index": e["eval_index"], "detail": e["detail"]} for e in store.events()
+                  if e["kind"] == "migration"]
+    return {"islands": rows, "migrations": migrations}
 
 
 def _funnel(store: RunStore, top: int) -> list[dict]:
@@ -363,11 +406,24 @@ def _show_text(r: dict) -> str:
     if w:
         lines += ["", f"winner: #{w['id']} (chosen {chosen_by(w['basis'])}), exported to {w['export']} "
                       f"(program: {w['program']})"]
+    if r.get("islands"):
+        lines += ["", *_islands_text(r["islands"], r["migrations"])]
     lines += ["", "lineage (newest first):"]
     lines.append(table([("id", "fitness", "eval", "mutation")] + [
         (f"#{x['id']}", fmt_fitness(x["fitness"]) if x["status"] != "cached" else f"{fmt_fitness(x['fitness'])} (cached)",
          str(x["eval_index"] or "-"), x["mutation"]) for x in r["lineage"]]))
     return "\n".join(lines)
+
+
+def _islands_text(islands: list[dict], migrations: list[dict], last: int = 3) -> list[str]:
+    rows = [("island", "members", "distinct", "best", "score")]
+    for i in islands:
+        rows.append((str(i["island"]), str(i["members"]), str(i["distinct"]),
+                     "-" if i["best_id"] is None else f"#{i['best_id']}", fmt_fitness(i["best_score"])))
+    shown = f", the last {last}" if len(migrations) > last else ""
+    lines = [f"islands (score: fitness less the configured penalties; {len(migrations)} migrations{shown}):",
+             table(rows)]
+    return lines + [f"  {m['detail']}" for m in migrations[-last:]]
 
 
 def _plot(store: RunStore, path: Path, run_dir: Path) -> None:

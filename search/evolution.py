@@ -6,7 +6,9 @@ anyone trains it (`optsearch.search.equivalence`): invalid children are counted 
 children equivalent to a known program reuse its fitness, and only new behaviour is sent to the
 executor. As many children are in flight as the executor has workers; each result joins the
 population as it arrives and the oldest member leaves (ageing). When the best fitness has not
-improved for `restart_after` evaluations, the population restarts from copies of the best.
+improved for `restart_after` evaluations, the population restarts from copies of the best. With
+islands (`search.islands`) each island does all this on its own, children go to the islands in
+turn, and every `migrate_every` evaluations the best of each island are copied into the next.
 
 Two options spend evaluations where they matter. The cascade (`evaluation.cascade`) trains each new
 program on a fraction of the budget first, and only those whose first stage is near the first stage
@@ -111,6 +113,7 @@ class Evolution:
             self.population.counters = state.counters
             self._elapsed_base = state.counters.elapsed
         self.population.members = self.store.population()
+        self.population.island_of = self.store.population_islands()
         for row in self.store.programs():
             if row.status == "cancelled":
                 continue
@@ -235,8 +238,10 @@ class Evolution:
             if not s.ok or not self._worth_sweeping(child, s):
                 c.sweep_skipped += 1
                 return
+            island = self.population.home(parent_id)
         else:
-            drawn = self._mutated_child()
+            island = self.population.next_island()
+            drawn = self._mutated_child(island)
             if drawn is None:
                 return
             parent_id, child, s, mutation = drawn
@@ -262,7 +267,7 @@ class Evolution:
                                              fitness, source, kind)
                 self._hash_of[pid] = s.hash
                 self._live[pid] = len(check(canonical).live)
-                self._join(pid, fitness, self._score(pid, fitness, self._memory.get(source)))
+                self._join(pid, fitness, self._score(pid, fitness, self._memory.get(source)), island)
                 self._idle += 1
                 if self.target is not None and self._match(canonical):
                     c.found_target, c.found_at = pid, c.evaluations
@@ -270,15 +275,16 @@ class Evolution:
                 pid = self.store.add_program(text, s.hash, s.fingerprint, parent_id, mutation)
                 self.cache.add(pid, s.hash, s.fingerprint)
                 self._hash_of[pid] = s.hash
+                self.population.expect(pid, island)
                 self._idle = 0
             self._save_state()
         if hit is None:
             self._submit(pid, text)
 
-    def _mutated_child(self) -> tuple[int, Program, Screen, str] | None:
-        """A child of a tournament winner (or a tuning child of the best), mutated until its
-        behaviour differs from its parent's; None if it was rejected or never differed."""
-        parent_id, weights, tag = self.population.parent()
+    def _mutated_child(self, island: int = 0) -> tuple[int, Program, Screen, str] | None:
+        """A child of a tournament winner of `island` (or a tuning child of its best), mutated until
+        its behaviour differs from its parent's; None if it was rejected or never differed."""
+        parent_id, weights, tag = self.population.parent(island)
         parent_hash = self._hash_of.get(parent_id)
         child, names = self.program(parent_id), []
         for _ in range(MAX_CHAIN):
@@ -341,9 +347,9 @@ class Evolution:
             if not self.population and pid == WARM_START_ID:      # the warm start: the population is its copies
                 births = self.population.fill(pid, fitness, score)
             else:
-                births = [self.population.join(pid, fitness, score)]
+                births = [self.population.join(pid, fitness, score, self.population.arrived(pid))]
             for birth in births:
-                self.store.push_population(birth, pid, score, self.settings.population)
+                self._push(birth, pid, score)
             if self.target is not None and r.status == "ok" and self._match(self.program(pid)):
                 c.found_target, c.found_at = pid, c.evaluations
             self._move_bar()
@@ -351,6 +357,7 @@ class Evolution:
             if challenge:
                 c.challengers.append(pid)
             funnel = self.settings.promotion is None and self._admit_to_funnel(pid)
+            self._maybe_migrate()
             self._maybe_restart()
             self.store.add_history(c.evaluations, c.best_fitness, self.population.median_fitness())
             self._save_state()
@@ -402,9 +409,24 @@ class Evolution:
             score -= s.length_penalty * self._live_statements(program_id)
         return score
 
-    def _join(self, pid: int, fitness: float, score: float) -> None:
-        birth = self.population.join(pid, fitness, score)
-        self.store.push_population(birth, pid, score, self.settings.population)
+    def _join(self, pid: int, fitness: float, score: float, island: int = 0) -> None:
+        self._push(self.population.join(pid, fitness, score, island), pid, score)
+
+    def _push(self, birth: int, pid: int, score: float) -> None:
+        """Write down a member the population policy just added, on its island."""
+        p = self.population
+        self.store.push_population(birth, pid, score, p.island_size, p.island_of.get(birth, 0))
+
+    def _maybe_migrate(self) -> None:
+        if not self.population.migration_due():
+            return
+        moved = self.population.migrate()
+        for _, pid, score, birth in moved:
+            self._push(birth, pid, score)
+        c, n = self.counters, self.population.count
+        ring = ", ".join(f"#{pid} {k}->{(k + 1) % n}" for k, pid, _, _ in moved) or "none (each best already there)"
+        self.store.add_event("migration", f"migration {c.migrations} after {c.evaluations} evaluations: {ring}",
+                             c.evaluations)
 
     def _maybe_restart(self) -> None:
         if not self.population.restart_due():
@@ -414,13 +436,16 @@ class Evolution:
         start = self.population.restart_from()
         fitness = self._fitness[start]
         score = self._score(start, fitness, self._memory.get(start))
-        births = self.population.restart(start, fitness, score)
-        self.store.clear_population()
+        p = self.population
+        island = p.stalled_island() if p.count > 1 else None
+        births = p.restart(start, fitness, score)
+        self.store.clear_population(island)
         for birth in births:
-            self.store.push_population(birth, start, score, self.settings.population)
+            self._push(birth, start, score)
         c, s = self.counters, self.settings
         gain = f" by {s.restart_min_gain:g}" if s.restart_min_gain else ""
-        self.store.add_event("restart", f"best not improved{gain} in {s.restart_after} evaluations: population "
+        what = "population" if island is None else f"island {island}"
+        self.store.add_event("restart", f"best not improved{gain} in {s.restart_after} evaluations: {what} "
                                         f"restarted from #{start} (fitness {fitness:+.4f}); best so far "
                                         f"#{c.best_id} ({c.best_fitness:+.4f})", c.evaluations)
 
@@ -467,6 +492,7 @@ class Evolution:
                 c.passed.append(pid)
             else:
                 c.dropped += 1
+                self.population.arrived(pid)     # with islands: it joins none
                 self.store.finish_program(pid, "dropped", -math.inf, None)
                 self._fitness[pid] = -math.inf
                 self._dropped.add(pid)

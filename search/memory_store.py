@@ -24,7 +24,7 @@ class MemoryStore(NestedTransactions):
         self.config = config or {}
         self._programs: list[ProgramRow] = []
         self._evaluations: list[dict] = []
-        self._population: list[tuple[int, int, float]] = []
+        self._population: list[tuple[int, int, float, int]] = []     # (birth, program id, fitness, island)
         self._history: dict[int, tuple[float, float]] = {}
         self._events: list[dict] = []
         self._state: SearchState | None = None
@@ -98,15 +98,22 @@ class MemoryStore(NestedTransactions):
 
     def population(self) -> list[tuple[int, int, float]]:
         """(birth, program id, fitness), oldest first."""
-        return list(self._population)
+        return [m[:3] for m in self._population]
 
-    def push_population(self, birth: int, program_id: int, fitness: float, size: int) -> None:
-        """Add a member; remove the oldest while there are more than `size` (ageing)."""
-        self._population.append((birth, program_id, _fit(_num(fitness))))
-        del self._population[:max(0, len(self._population) - size)]
+    def population_islands(self) -> dict[int, int]:
+        """The island of each member not on island 0, by birth."""
+        return {m[0]: m[3] for m in self._population if m[3]}
 
-    def clear_population(self) -> None:
-        self._population.clear()
+    def push_population(self, birth: int, program_id: int, fitness: float, size: int, island: int = 0) -> None:
+        """Add a member to `island`; remove that island's oldest while it has more than `size` (ageing)."""
+        self._population.append((birth, program_id, _fit(_num(fitness)), island))
+        ours = [m for m in self._population if m[3] == island]
+        for m in ours[:max(0, len(ours) - size)]:
+            self._population.remove(m)
+
+    def clear_population(self, island: int | None = None) -> None:
+        """Remove every member (or those of `island`)."""
+        self._population = [m for m in self._population if island is not None and m[3] != island]
 
     def add_history(self, eval_index: int, best: float, median: float | None) -> None:
         self._history[eval_index] = (_fit(_num(best)), _fit(_num(median)))

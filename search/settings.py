@@ -252,6 +252,19 @@ class FunnelSettings:
 
 
 @dataclass(frozen=True)
+class IslandSettings:
+    """Islands with migration (`search.islands`), as PySR and FunSearch keep them: the population
+    (`search.population`, the total) is split into `count` islands of equal size that evolve apart,
+    each with its own tournaments, ageing and restarts, so one lineage cannot take over the whole
+    population; every `migrate_every` evaluations the `migrants` best of each island are copied into
+    the next island of the ring (the oldest there leave)."""
+
+    count: int = setting(1, integer(1))
+    migrate_every: int = setting(200, integer(1))
+    migrants: int = setting(1, integer(1))
+
+
+@dataclass(frozen=True)
 class EvolutionSettings:
     """Regularized evolution's knobs (`search:`)."""
 
@@ -272,6 +285,7 @@ class EvolutionSettings:
     # evaluations without progress (by restart_min_gain) -> try every single-edit neighbour of the population best
     sweep_after: int | None = setting(None, integer(1, optional=True))
     promotion: PromotionSettings | None = setting(None, section(PromotionSettings, optional=True))  # None: 1 seed
+    islands: IslandSettings | None = setting(None, section(IslandSettings, optional=True))  # None: one population
 
     def __hash__(self) -> int:  # the dict fields make the generated hash fail; identity is enough
         return id(self)
@@ -303,8 +317,28 @@ class SearchSettings(EvolutionSettings, BudgetSettings):
         if self.tournament > self.population:
             raise SettingError(("search", "tournament"),
                                f"must be <= search.population ({self.population}), got {self.tournament}")
+        self._check_islands()
         if self.evaluations is None and self.seconds is None and self.stop_fitness is None and self.target is None:
             raise SettingError(("budget",), "needs a limit: evaluations, seconds, stop_fitness or target")
+
+    def _check_islands(self) -> None:
+        i = self.islands
+        if i is None or i.count == 1:
+            return
+        where = ("search", "islands")
+        if self.population % i.count:
+            raise SettingError((*where, "count"), f"must divide search.population ({self.population}) into equal "
+                                                  f"islands, got {i.count}")
+        size = self.population // i.count
+        if size < 2:
+            raise SettingError((*where, "count"), f"leaves islands of {size} member (search.population "
+                                                  f"{self.population} is the total): at most {self.population // 2}")
+        if self.tournament > size:
+            raise SettingError(("search", "tournament"), f"must be <= the island size (search.population "
+                                                         f"{self.population} / {i.count} islands = {size}), "
+                                                         f"got {self.tournament}")
+        if i.migrants >= size:
+            raise SettingError((*where, "migrants"), f"must be < the island size ({size}), got {i.migrants}")
 
     def __hash__(self) -> int:
         return id(self)

@@ -83,7 +83,8 @@ CREATE INDEX IF NOT EXISTS evaluations_program ON evaluations(program_id);
 CREATE TABLE IF NOT EXISTS population (
     birth INTEGER PRIMARY KEY,     -- order of arrival: the smallest is the oldest
     program_id INTEGER NOT NULL REFERENCES programs(id),
-    fitness REAL
+    fitness REAL,
+    island INTEGER NOT NULL DEFAULT 0   -- search.islands: the member's island (0 for a single population)
 );
 CREATE TABLE IF NOT EXISTS history (
     eval_index INTEGER PRIMARY KEY,
@@ -210,6 +211,8 @@ class RunStore(NestedTransactions):
             if version != SCHEMA_VERSION:
                 raise OptsearchError(f"{path}: run store version {version}, this optsearch reads {SCHEMA_VERSION}")
             store._check(readonly)
+            if not readonly:
+                store._upgrade()
         except BaseException:
             store.close()
             raise
@@ -227,6 +230,15 @@ class RunStore(NestedTransactions):
             raise StoreError(f"{self.path}: the run store has {self.count_programs()} programs but no search state "
                              f"(its counters and random state are lost), so it cannot be resumed without numbering "
                              f"evaluations twice; `optsearch show` still reads it")
+
+    def _upgrade(self) -> None:
+        """Bring a store written before islands up to this schema (its members are all on island 0)."""
+        if not self._has_islands():
+            with self.transaction():
+                self.db.execute("ALTER TABLE population ADD COLUMN island INTEGER NOT NULL DEFAULT 0")
+
+    def _has_islands(self) -> bool:
+        return any(r[1] == "island" for r in self.db.execute("PRAGMA table_info(population)").fetchall())
 
     def close(self) -> None:
         """Close the database and drop the write lock (both idempotent)."""
@@ -380,17 +392,29 @@ class RunStore(NestedTransactions):
         rows = self.db.execute("SELECT birth, program_id, fitness FROM population ORDER BY birth").fetchall()
         return [(int(b), int(p), _fit(f)) for b, p, f in rows]
 
-    def push_population(self, birth: int, program_id: int, fitness: float, size: int) -> None:
-        """Add a member; remove the oldest while there are more than `size` (ageing)."""
-        with self.transaction():
-            self.db.execute("INSERT INTO population(birth, program_id, fitness) VALUES (?, ?, ?)",
-                            (birth, program_id, _num(fitness)))
-            self.db.execute("DELETE FROM population WHERE birth IN (SELECT birth FROM population ORDER BY birth "
-                            "LIMIT MAX(0, (SELECT COUNT(*) FROM population) - ?))", (size,))
+    def population_islands(self) -> dict[int, int]:
+        """The island of each member not on island 0, by birth (a store read before islands: none)."""
+        if not self._has_islands():
+            return {}
+        rows = self.db.execute("SELECT birth, island FROM population WHERE island != 0").fetchall()
+        return {int(b): int(i) for b, i in rows}
 
-    def clear_population(self) -> None:
+    def push_population(self, birth: int, program_id: int, fitness: float, size: int, island: int = 0) -> None:
+        """Add a member to `island`; remove that island's oldest while it has more than `size` (ageing)."""
         with self.transaction():
-            self.db.execute("DELETE FROM population")
+            self.db.execute("INSERT INTO population(birth, program_id, fitness, island) VALUES (?, ?, ?, ?)",
+                            (birth, program_id, _num(fitness), island))
+            self.db.execute("DELETE FROM population WHERE birth IN (SELECT birth FROM population WHERE island = ? "
+                            "ORDER BY birth LIMIT MAX(0, (SELECT COUNT(*) FROM population WHERE island = ?) - ?))",
+                            (island, island, size))
+
+    def clear_population(self, island: int | None = None) -> None:
+        """Remove every member (or those of `island`)."""
+        with self.transaction():
+            if island is None:
+                self.db.execute("DELETE FROM population")
+            else:
+                self.db.execute("DELETE FROM population WHERE island = ?", (island,))
 
     def add_history(self, eval_index: int, best: float, median: float | None) -> None:
         with self.transaction():

@@ -1,4 +1,4 @@
-"""`optsearch report`: a run's winner shipped as program, export and report, beside AdamW and Lion."""
+"""`optsearch report`: a run's winner shipped as program, export and report, beside AdamW, Lion and Muon."""
 import importlib.util
 import json
 from pathlib import Path
@@ -46,11 +46,11 @@ def run(tmp_path_factory):
 
 def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, tmp_path):
     out = tmp_path / "found" / "tiny_winner"
-    r = cli("report", run, "-o", out, "--seeds", "1")
+    r = cli("report", run, "-o", out, "--seeds", "2")
     assert r.code == 0, r.err
     report = json.loads((out / "report.json").read_text())
     assert report["held_out"] == ["imitate_rmsprop/small"]    # the run's funnel tasks by default
-    assert set(report["fitness"]) == {"tiny_winner", "adamw", "lion"}
+    assert set(report["fitness"]) == {"tiny_winner", "adamw", "lion", "muon_adamw"}
     # the program file is the winner simplified exactly, named after the folder, and it checks
     program = load_program(out / "program.py")
     assert program.name == "tiny_winner" and report["program"].strip() == (out / "program.py").read_text().split(
@@ -60,10 +60,16 @@ def test_report_ships_the_winner_with_a_comparison_on_held_out_tasks(cli, run, t
     # the markdown says how it was found and shows every row of the comparison and the lineage
     text = (out / "REPORT.md").read_text()
     assert "Seed 2, warm start `adamw`" in text and "The run made 8 evaluations" in text
-    for label in ("tiny_winner", "adamw", "lion"):
+    for label in ("tiny_winner", "adamw", "lion", "muon_adamw"):
         assert f"| {label} |" in text
+        assert len(report["per_seed"][label]["imitate_rmsprop/small"]) == 2
     assert report["state_per_param"]["adamw"] == 2 and report["state_per_param"]["lion"] == 1
-    assert "| mean | state/param |" in text and "less" not in text     # the run had no memory penalty
+    # the winner against each baseline and the reference, seed by seed, in words, also on the terminal
+    for baseline in ("adamw", "lion", "muon_adamw", "reference"):
+        assert set(report["comparisons"][baseline]) == {"imitate_rmsprop/small", "mean"}
+    assert "beats muon_adamw on imitate_rmsprop/small by" in text and "**Against the best baseline here**" in text
+    assert "beats lion on the mean over tasks by" in r.out
+    assert "| mean | state/param |" in text and "mean less" not in text     # the run had no memory penalty
     from optsearch.display import fmt_fitness
     from optsearch.report import _markdown  # a memory-aware run's report also shows what it selected on
     aware = _markdown({**report, "memory_penalty": 0.05})
@@ -91,11 +97,27 @@ def test_report_on_any_program_and_task(cli, run, tmp_path):
     (["--baseline", "nope"], "--baseline 'nope': not a zoo program"),
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--time-limit", "0"], "--time-limit must be a number > 0"),
+    (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--lr-multipliers", "1", "nan"], "--lr-multipliers must be numbers > 0, got [1.0, nan]"),
 ])
 def test_bad_requests_fail_in_one_line_before_any_work(cli, run, tmp_path, argv, message):
     r = cli("report", run, "-o", tmp_path / "out", *argv)
     assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_parallel_jobs_give_the_figures_of_one_process(cli, run, tmp_path):
+    reports = []
+    for jobs in (1, 2):
+        r = cli("report", run, "--id", 1, "-o", tmp_path / f"jobs{jobs}" / "found", "--task", "quadratic", "--seeds", 2,
+                "--lr-multipliers", 0.3, 1, "--baseline", "muon_adamw", "--jobs", jobs)
+        assert r.code == 0, r.err
+        reports.append(json.loads((tmp_path / f"jobs{jobs}" / "found" / "report.json").read_text()))
+    one, two = reports
+    for key in ("per_seed", "fitness", "standard_error", "best_lr", "comparisons", "state_per_param", "failures"):
+        assert one[key] == two[key], key
+    assert one["lr_multipliers"] == [0.3, 1.0] and set(one["best_lr"]["muon_adamw"]["quadratic/small"]) <= {0.3, 1.0}
+    assert one["command"].endswith("--lr-multipliers 0.3 1") and two["command"].endswith("--jobs 2")
 
 
 def test_a_task_that_fails_shows_its_status_not_a_number(cli, run, tmp_path):
@@ -104,7 +126,9 @@ def test_a_task_that_fails_shows_its_status_not_a_number(cli, run, tmp_path):
     assert r.code == 0, r.err
     report = json.loads((tmp_path / "slow" / "report.json").read_text())
     assert report["failures"]["slow"] == {"mlp/small": "timeout"} and report["fitness"]["slow"]["mean"] is None
-    assert "| slow | timeout | - |" in (tmp_path / "slow" / "REPORT.md").read_text()
+    text = (tmp_path / "slow" / "REPORT.md").read_text()
+    assert "| slow | timeout | - |" in text and "- slow on mlp/small: timeout (time limit " in text
+    assert "beats lion on mlp/small: no (it failed on seed 0)" in text
 
 
 def test_a_missing_run_is_a_clear_error(cli, tmp_path):
@@ -139,7 +163,7 @@ def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
     assert sign_momentum(program).found is report["sign_momentum"]
     start = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(_one_step(folder / "optimizer.py", start, lr=1e-3)).all()
-    assert "## Against AdamW and Lion where the search did not look" in (folder / "REPORT.md").read_text()
+    assert "## Against the baselines where the search did not look" in (folder / "REPORT.md").read_text()
 
 
 @pytest.mark.parametrize("program_file", FOUND, ids=[p.parent.name for p in FOUND])

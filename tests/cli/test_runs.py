@@ -35,6 +35,7 @@ def test_evolve_show_and_export_the_best(cli, config, tmp_path):
     assert report["counts"]["evaluations"] == 6 and report["best"]["ref"] == best_ref
     assert report["lineage"][-1]["mutation"] == "warm start"
     assert 0 <= report["counts"]["cache_hit_rate"] <= 1 and report["finished"]["reason"] == "budget"
+    assert "islands" not in report and "islands" not in shown.out      # one population: nothing about islands
 
     exported = cli("export", best_ref, "-o", tmp_path / "best.py")
     assert exported.code == 0, exported.err
@@ -51,6 +52,20 @@ def test_show_plots_fitness_over_evaluations(cli, config, tmp_path):
     r = cli("show", run, "--plot", tmp_path / "fit.png")
     assert r.code == 0, r.err
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_show_lists_the_islands_and_their_migrations(cli, tmp_path):
+    config = tmp_path / "islands.yaml"
+    config.write_text(CONFIG.replace("search: {population: 4, tournament: 2}",
+                                     "search: {population: 4, tournament: 2, islands: {count: 2, migrate_every: 3}}"))
+    run = tmp_path / "run"
+    assert cli("evolve", config, "--run-dir", run, "--quiet").code == 0
+    report = json.loads(cli("show", run, "--json").out)
+    assert [(i["island"], i["members"]) for i in report["islands"]] == [(0, 2), (1, 2)]
+    assert [m["eval_index"] for m in report["migrations"]] == [3, 6]
+    shown = cli("show", run).out
+    assert "islands (score: fitness less the configured penalties; 2 migrations):" in shown
+    assert "migration 2 after 6 evaluations" in shown
 
 
 def test_a_run_is_never_overwritten_and_resumes_with_a_bigger_budget(cli, config, tmp_path):

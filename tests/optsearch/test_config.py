@@ -9,7 +9,7 @@ from optsearch.run import with_overrides
 from optsearch.search.checks import section_fields
 from optsearch.search.settings import (
     DEFAULT_MUTATION_WEIGHTS, BudgetSettings, CascadeSettings, EvaluationSettings, EvolutionSettings, FunnelSettings,
-    PromotionSettings, SearchSettings, Target,
+    IslandSettings, PromotionSettings, SearchSettings, Target,
 )
 
 GOOD = """\
@@ -73,6 +73,13 @@ def test_the_name_defaults_to_the_file_stem(tmp_path):
     ("evaluation:\n  cascade: {fraction: 1}\n", 2, "evaluation.cascade.fraction: must be < 1 (1 is no cascade"),
     ("evaluation:\n  cascade: {margin: -0.1}\n", 2, "evaluation.cascade.margin: must be a number >= 0, got -0.1"),
     ("search:\n  promotion: {seeds: 1}\n", 2, "search.promotion.seeds: must be an integer >= 2"),
+    ("search:\n  islands: {count: 0}\n", 2, "search.islands.count: must be an integer >= 1, got 0"),
+    ("search:\n  population: 64\n  islands: {count: 5}\n", 3,
+     "search.islands.count: must divide search.population (64) into equal islands, got 5"),
+    ("search:\n  population: 16\n  tournament: 8\n  islands: {count: 4}\n", 3,
+     "search.tournament: must be <= the island size (search.population 16 / 4 islands = 4), got 8"),
+    ("search:\n  population: 16\n  tournament: 2\n  islands: {count: 2, migrants: 8}\n", 4,
+     "search.islands.migrants: must be < the island size (8), got 8"),
 ])
 def test_bad_configs_name_the_file_line_and_key(tmp_path, text, line, message):
     path = _write(tmp_path, text)
@@ -112,7 +119,7 @@ def test_every_shipped_config_is_valid(path):
 
 
 @pytest.mark.parametrize("cls", [EvolutionSettings, BudgetSettings, SearchSettings, EvaluationSettings, FunnelSettings,
-                                 Target, ExecutorSettings, CascadeSettings, PromotionSettings])
+                                 IslandSettings, Target, ExecutorSettings, CascadeSettings, PromotionSettings])
 def test_every_config_field_declares_its_check(cls):
     # a field without a check could not be read from a file: every section is read field by field
     assert section_fields(cls) and all(callable(f.metadata.get("check")) for f in section_fields(cls))

@@ -8,7 +8,7 @@ from optsearch.discovered import load_zoo
 from optsearch.dsl import Const, parse_program, structural_hash
 from optsearch.evaluators import InlineExecutor, SubspaceOptions
 from optsearch.search.evolution import Evolution
-from optsearch.search.settings import EvaluationSettings, SearchSettings, Target
+from optsearch.search.settings import EvaluationSettings, IslandSettings, SearchSettings, Target
 from optsearch.search.store import RunStore
 
 FAST = EvaluationSettings(tasks=("imitate/small",), seeds=1, lr_multipliers=(0.3, 1.0), time_limit=60)
@@ -168,3 +168,16 @@ def test_a_stalled_best_has_its_whole_neighbourhood_tried_and_a_sweep_resumes_wh
     part.close()
     _, part = _run(tmp_path / "part", settings, create=False)
     assert _programs(part) == _programs(whole)
+
+
+def test_islands_keep_the_store_in_step_with_the_policy(tmp_path):
+    settings = replace(SETTINGS, tournament=2, restart_after=4, islands=IslandSettings(count=3, migrate_every=5, migrants=1))
+    store = RunStore.create(tmp_path / "r", {"test": True})
+    evo = Evolution(settings, store, InlineExecutor(), load_zoo("adamw"))
+    outcome = evo.run()
+    p = evo.population
+    assert outcome.counters.evaluations == 16 and outcome.counters.migrations == 3 and outcome.counters.restarts >= 1
+    assert store.population() == p.members and store.population_islands() == {b: k for b, k in p.island_of.items() if k}
+    assert [len(p.island(k)) for k in range(3)] == [2, 2, 2]
+    assert [e["eval_index"] for e in store.events() if e["kind"] == "migration"] == [5, 10, 15]
+    assert outcome.counters.awaiting == {}           # every child sent out came back to its island

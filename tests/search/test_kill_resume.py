@@ -21,6 +21,11 @@ evaluation: {tasks: [imitate/small], lr_multipliers: [0.3, 1.0]}
 budget: {evaluations: 40}
 executor: {kind: inline}
 """
+# Three islands of two that migrate every 4 evaluations and restart after 6 without progress:
+# births, migrations and restarts on both sides of the kill.
+ISLANDS = CONFIG.replace("search: {population: 6, tournament: 3}",
+                         "search: {population: 6, tournament: 2, restart_after: 6,\n"
+                         "         islands: {count: 3, migrate_every: 4, migrants: 1}}")
 # The same run with the evaluation cascade and noise-aware promotion: first stages, drops and
 # promotion re-checks are committed between the full evaluations, and may be in flight at the kill.
 CASCADE_CONFIG = CONFIG.replace("search: {population: 6, tournament: 3}",
@@ -51,17 +56,21 @@ def _counters(db) -> dict:
     return counters
 
 
-def _all(db) -> list[tuple]:
+def _all(db) -> tuple[list[tuple], ...]:
+    """The programs, the population (with islands) and the events other than the sessions' own."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT id, text, hash, parent, mutation, status, fitness, eval_index FROM programs "
-                           "ORDER BY id").fetchall()
+        return (con.execute("SELECT id, text, hash, parent, mutation, status, fitness, eval_index FROM programs "
+                            "ORDER BY id").fetchall(),
+                con.execute("SELECT birth, program_id, fitness, island FROM population ORDER BY birth").fetchall(),
+                con.execute("SELECT eval_index, kind, detail FROM events WHERE kind IN ('migration', 'restart') "
+                            "ORDER BY id").fetchall())
     finally:
         con.close()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text", [CONFIG, CASCADE_CONFIG], ids=["plain", "cascade_promotion"])
+@pytest.mark.parametrize("text", [CONFIG, ISLANDS, CASCADE_CONFIG], ids=["one population", "islands", "cascade_promotion"])
 def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_path, text):
     config = tmp_path / "killed.yaml"
     config.write_text(text)
@@ -88,7 +97,11 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
 
     out_ref, err_ref = reference.communicate(timeout=300)
     assert reference.returncode == 0, err_ref
-    assert _all(db) == _all(whole / "run.db")                 # the same programs, lineage and fitness
+    assert _all(db) == _all(whole / "run.db")                 # the same programs, lineage, fitness, population
+    if text == ISLANDS:
+        kinds = [kind for _, kind, _ in _all(db)[2]]
+        assert kinds.count("migration") == 10 and "restart" in kinds
+        assert {island for *_, island in _all(db)[1]} == {0, 1, 2}
     assert _counters(db) == _counters(whole / "run.db")       # drops, promotions and refusals included
     if text is CASCADE_CONFIG:
         counters = _counters(db)

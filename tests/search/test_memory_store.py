@@ -85,3 +85,17 @@ def test_a_search_in_memory_is_the_search_on_disk(tmp_path):
     assert in_memory.counters.restarts == on_disk.counters.restarts >= 1
     assert in_memory.counters.swept == on_disk.counters.swept
     assert in_memory.best_id == on_disk.best_id
+
+
+def test_islands_age_and_clear_alike_in_both_stores(tmp_path):
+    answers = []
+    for store in (RunStore.create(tmp_path / "run", {}), MemoryStore()):
+        pid = store.add_program("p", None, None, None, None)
+        for birth in range(1, 10):
+            store.push_population(birth, pid, float(birth), 3, island=birth % 2)
+        assert [b for b, _, _ in store.population()] == [4, 5, 6, 7, 8, 9]   # each island kept its 3 youngest
+        before = store.population_islands()
+        store.clear_population(1)
+        answers.append((before, store.population(), store.population_islands()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == {5: 1, 7: 1, 9: 1} and [b for b, _, _ in answers[0][1]] == [4, 6, 8]

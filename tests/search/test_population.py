@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from optsearch.search.population import MAX_IDLE_CHILDREN, WARM_START_ID, Population
 from optsearch.search.records import Counters
-from optsearch.search.settings import PromotionSettings, SearchSettings
+from optsearch.search.settings import IslandSettings, PromotionSettings, SearchSettings
 
 SETTINGS = SearchSettings(seed=0, population=4, tournament=2, evaluations=10)
 
@@ -103,3 +103,90 @@ def test_with_promotion_joining_never_makes_the_best_and_a_lead_must_beat_the_no
     # the lead must exceed the standard error of the difference: hypot(0.01, 0.02) = 0.0224
     assert not p.beats_best(0.12, 0.02) and p.beats_best(0.123, 0.02)
     assert not p.beats_best(-math.inf, math.inf)
+
+
+ISLANDS = replace(SETTINGS, population=8, tournament=2, islands=IslandSettings(count=2, migrate_every=5, migrants=1))
+
+
+def _islands(p: Population) -> list[list[int]]:
+    return [[pid for _, pid, _ in p.island(k)] for k in range(p.count)]
+
+
+def test_islands_split_the_population_and_each_ages_on_its_own():
+    p = _population(ISLANDS)
+    assert p.fill(WARM_START_ID, 0.0, 0.0) == list(range(1, 9))
+    assert p.island_size == 4 and _islands(p) == [[1] * 4, [1] * 4]
+    p.join(2, 0.2, 0.2, island=1)
+    p.join(3, 0.3, 0.3, island=1)
+    assert _islands(p) == [[1] * 4, [1, 1, 2, 3]]        # island 1's two oldest left, island 0 kept all
+    assert p.counters.best_id == 3 and len(p) == 8
+
+
+def test_children_go_to_the_islands_in_turn_and_compete_only_on_their_own():
+    p = _population(ISLANDS)
+    assert [p.next_island() for _ in range(5)] == [0, 1, 0, 1, 0]
+    for pid in range(1, 9):
+        p.join(pid, float(pid), float(pid), island=(pid - 1) // 4)      # island 0: 1-4, island 1: 5-8
+    assert {p.tournament(0) for _ in range(30)} <= {2, 3, 4}
+    assert {p.tournament(1) for _ in range(30)} <= {6, 7, 8}
+    assert p.best() == 8 and p.best(0) == 4
+    tuned = Population(replace(ISLANDS, tune_share=1.0), random.Random(0), Counters(), p.members, p.island_of)
+    assert tuned.parent(0)[:1] == (4,) and tuned.parent(1)[:1] == (8,)   # tuning children: their island's best
+    assert p.home(6) == 1 and p.home(99) == 0
+
+
+def test_a_child_in_flight_joins_the_island_it_was_drawn_for():
+    p = _population(ISLANDS)
+    p.expect(12, 1)
+    assert p.counters.awaiting == {"12": 1}              # in the counters: saved with the RNG state
+    assert p.arrived(12) == 1 and p.counters.awaiting == {}
+
+
+def test_migration_copies_each_islands_best_to_the_next_on_the_ring():
+    p = _population(ISLANDS)
+    for pid in range(1, 9):
+        p.join(pid, float(pid), float(pid), island=(pid - 1) // 4)
+    assert not p.migration_due()
+    p.counters.evaluations = 5
+    assert p.migration_due()
+    moved = p.migrate()
+    assert [(k, pid) for k, pid, _, _ in moved] == [(0, 4), (1, 8)]
+    assert _islands(p) == [[2, 3, 4, 8], [6, 7, 8, 4]]   # the oldest of each island left
+    assert p.counters.migrations == 1
+    assert p.migrate() == [] and _islands(p) == [[2, 3, 4, 8], [6, 7, 8, 4]]   # each best is already there
+
+
+def test_a_stalled_island_restarts_alone_from_the_global_best():
+    p = _population(replace(ISLANDS, restart_after=3))
+    p.fill(WARM_START_ID, 0.0, 0.0)
+    p.counters.evaluations = 2
+    p.join(5, 0.5, 0.5, island=0)
+    p.counters.evaluations = 3
+    assert p.restart_due() and p.stalled_island() == 1   # island 1 has not improved since evaluation 0
+    assert p.restart_from() == 5
+    births = p.restart(5, 0.5, 0.5)
+    assert births == [10, 11, 12, 13] and _islands(p) == [[1, 1, 1, 5], [5] * 4]
+    assert p.counters.restarts == 1 and not p.restart_due()
+    p.counters.evaluations = 5
+    assert p.stalled_island() == 0                     # island 0 last improved at evaluation 2
+
+
+def test_one_island_is_the_single_population_draw_for_draw():
+    one = replace(SETTINGS, islands=IslandSettings(count=1))
+    a, b = _population(), _population(one)
+    for p in (a, b):
+        for pid in range(1, 7):
+            p.join(pid, float(pid), float(pid), island=p.next_island())
+        p.expect(9, p.next_island())
+    assert a.members == b.members and b.island_of == {}
+    assert [a.parent() for _ in range(20)] == [b.parent(b.next_island()) for _ in range(20)]
+    assert a.counters == b.counters and b.counters.awaiting == {} and b.counters.island_marks == []
+
+
+def test_a_population_read_back_from_a_store_knows_island_0_by_omission():
+    p = _population(ISLANDS)
+    p.fill(WARM_START_ID, 0.0, 0.0)
+    stored = {b: k for b, k in p.island_of.items() if k}         # what `population_islands` returns
+    q = Population(ISLANDS, random.Random(0), p.counters, p.members, stored)
+    q.join(2, 0.2, 0.2, island=0)
+    assert _islands(q) == [[1, 1, 1, 2], [1] * 4]

@@ -1,10 +1,12 @@
 """The run store: transactional writes, ageing, lineage, clear errors for missing runs."""
 import math
+import random
 from types import SimpleNamespace
 
 import pytest
 
 from optsearch.dsl import OptsearchError
+from optsearch.search.records import Counters, SearchState
 from optsearch.search.store import RunStore
 
 
@@ -88,3 +90,16 @@ def test_an_empty_file_left_by_a_failed_creation_neither_blocks_nor_resumes(tmp_
         RunStore.open(tmp_path / "run")
     with RunStore.create(tmp_path / "run", {"name": "run"}) as store:
         assert store.config == {"name": "run"}
+
+
+def test_a_store_from_before_islands_opens_with_every_member_on_island_0(tmp_path, store):
+    pid = store.add_program("p", None, None, None, None)
+    store.push_population(1, pid, 0.5, size=4)
+    store.save_search_state(SearchState(Counters(), random.Random(0).getstate()))
+    store.db.execute("ALTER TABLE population DROP COLUMN island")     # the schema before islands
+    store.close()
+    with RunStore.open(tmp_path / "run", readonly=True) as reader:      # a reader changes nothing
+        assert reader.population() == [(1, pid, 0.5)] and reader.population_islands() == {}
+    with RunStore.open(tmp_path / "run") as writer:                     # a writer adds the column
+        writer.push_population(2, pid, 0.7, size=4, island=1)
+        assert writer.population() == [(1, pid, 0.5), (2, pid, 0.7)] and writer.population_islands() == {2: 1}
