@@ -8,7 +8,9 @@ from dataclasses import replace
 from optsearch.discovered import load_zoo
 from optsearch.evaluators import InlineExecutor
 from optsearch.search.evolution import Evolution, mean_and_se
-from optsearch.search.settings import CascadeSettings, EvaluationSettings, PromotionSettings, SearchSettings
+from optsearch.search.settings import (
+    CascadeSettings, EvaluationSettings, IslandSettings, PromotionSettings, SearchSettings,
+)
 from optsearch.search.store import RunStore
 
 MARGIN = 0.02
@@ -86,3 +88,11 @@ def test_a_run_with_cascade_and_promotion_stopped_twice_equals_one_run(tmp_path)
         assert outcome.counters.evaluations == budget
         part.close()
     assert books(RunStore.open(path)) == books(whole)
+
+
+def test_on_islands_a_dropped_program_is_awaited_by_no_island(tmp_path):
+    islands = IslandSettings(count=2, migrate_every=4, migrants=1)
+    outcome, store = _run(tmp_path / "r", replace(SETTINGS, population=6, tournament=2, islands=islands))
+    c = outcome.counters
+    assert c.dropped > 0 and c.evaluations == 16
+    assert set(c.awaiting) == {str(r.id) for r in store.programs("pending")}   # only what is still to evaluate
