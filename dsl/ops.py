@@ -118,6 +118,12 @@ class Op:
         return len(self.args)
 
     @property
+    def free_arity(self) -> int:
+        """The arguments a new statement of the op needs besides its `defaults`: 1 for `sign`, and
+        for `orthogonalize`, whose coefficients a mutation writes from its defaults."""
+        return self.arity - len(self.defaults)
+
+    @property
     def result_type(self) -> str:
         return self.result or ("scalar" if self.kind != "elementwise" else "auto")
 

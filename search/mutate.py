@@ -127,8 +127,10 @@ def _operands(rng: random.Random, d: _Draft, pos: int, types: dict[str, str], op
 
 
 def _random_op(rng: random.Random, d: _Draft, arity: int | None = None) -> str | None:
+    """An op of the searched ones, by weight; with `arity`, one that takes that many arguments
+    besides its defaults (`Op.free_arity`)."""
     pool = d.ops if d.ops is not None else dict.fromkeys(OPS, 1.0)
-    names = [n for n, w in pool.items() if w > 0 and (arity is None or OPS[n].arity == arity)]
+    names = [n for n, w in pool.items() if w > 0 and (arity is None or OPS[n].free_arity == arity)]
     if not names:
         return None
     return rng.choices(names, weights=[pool[n] for n in names])[0]
@@ -322,7 +324,8 @@ def _set_arg(d: _Draft, i: int, j: int, operand: Operand) -> None:
 
 def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tuple[Program, str]]:
     """Every program one structural edit away, in a fixed order, smallest neighbourhoods first:
-    each used value wrapped by each unary op of `ops` (default: every op), each tensor value twice
+    each used value wrapped by each unary op of `ops` (default: every op; an op with `defaults`
+    counts its other arguments only, so `orthogonalize` is one), each tensor value twice
     and half its size, each statement deleted (for each argument its uses may read instead), each
     chain swapped, each argument reading an input or a state instead (of an acceptable type: the
     linear part of the quadratic change-argument neighbourhood, where decay terms are fixed, and a
@@ -334,7 +337,7 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
     base = _Draft.of(to_ssa(program), ops)
     types = _types(base)
     pool = ops if ops is not None else dict.fromkeys(OPS, 1.0)
-    unary = [n for n, w in pool.items() if w > 0 and OPS[n].arity == 1]
+    unary = [n for n, w in pool.items() if w > 0 and OPS[n].free_arity == 1]
     out: list[tuple[Program, str]] = []
 
     def edit(name: str, change) -> None:
@@ -345,7 +348,9 @@ def neighbours(program: Program, ops: dict[str, float] | None = None) -> list[tu
     for x in [n for n in base.available(len(base.body)) if base.uses(n)]:
         for op in unary:
             if OPS[op].types()[0] == "any" or types.get(x) == "tensor":
-                edit("wrap", lambda d, x=x, op=op: _wrap_at(d, x, op, (Var(x),)))
+                free = next(k for k in range(OPS[op].arity) if k not in dict(OPS[op].defaults))
+                args = _operands(None, base, 0, types, op, {free: Var(x)})  # the others: defaults
+                edit("wrap", lambda d, op=op, x=x, args=args: _wrap_at(d, x, op, args))
         if types.get(x) == "tensor":
             for c in SWEEP_SCALES:
                 edit("scale", lambda d, x=x, c=c: _wrap_at(d, x, "mul", (Var(x), Const(c))))

@@ -9,7 +9,7 @@ from optsearch.discovered import load_zoo, zoo_names
 from optsearch.dsl import (Const, ProgramOptimizer, Var, canonicalize, check, parse_program, print_program,
                            structural_hash)
 from optsearch.search.equivalence import matches
-from optsearch.search.mutate import MUTATIONS, _Draft, mutate, perturb_value, to_ssa
+from optsearch.search.mutate import MUTATIONS, _Draft, mutate, neighbours, perturb_value, to_ssa
 from optsearch.search.settings import DEFAULT_MUTATION_WEIGHTS
 
 
@@ -94,6 +94,16 @@ def test_a_new_orthogonalize_starts_with_muons_newton_schulz_coefficients():
     assert made, "wrap never made an orthogonalize in 400 draws"
     for s in made:
         assert [a.value for a in s.args[1:]] == [3.4445, -4.775, 2.0315, 5.0, 1e-7]
+
+
+def test_a_sweep_wraps_every_tensor_value_in_orthogonalize_with_its_defaults():
+    # orthogonalize takes one argument besides its defaults: a sweep of AdamW tries it on the
+    # momentum, the Adam update and the rest, each once, as it tries sign.
+    wraps = [p for p, name in neighbours(load_zoo("adamw"), {"orthogonalize": 1.0}) if name == "wrap"]
+    made = [s for p in wraps for s in p.body if s.op == "orthogonalize"]
+    assert len(made) == len(wraps) >= 8
+    assert all([a.value for a in s.args[1:]] == [3.4445, -4.775, 2.0315, 5.0, 1e-7] for s in made)
+    assert len({s.args[0].name for s in made}) == len(made)
 
 
 def test_split_gives_two_interpolations_with_different_betas_as_in_lion():
