@@ -1,16 +1,19 @@
 """Rediscovery: evaluations until evolution finds a known optimizer, beside random search.
 
-Two cases, each a run config in configs/ (so `optsearch evolve` runs the same search):
+Three cases, each a run config in configs/ (so `optsearch evolve` runs the same search):
 - `lion`: from AdamW, imitate Lion (`imitate` task); found = Lion's canonical form with every
   constant within 1% (configs/imitate_lion.yaml).
 - `rmsprop`: from SGD, imitate torch.optim.RMSprop (`imitate_rmsprop`); found = RMSprop's
   canonical form, alpha within 1%, eps within 1e-6 (configs/imitate_rmsprop.yaml).
+- `muon`: from AdamW on the hidden matrix (AdamW fixed on the rest), imitate torch.optim.Muon there
+  beside torch.optim.AdamW (`imitate_muon`); found = zoo muon_wd05's canonical form with every
+  constant within 1% (configs/imitate_muon.yaml). Random search draws the hidden program alone.
 For each seed, evolution (inline executor) and random search (same op set, same screening and
 cache, same budget) run until found or out of budget. Reported: evaluations until found (median
 over seeds; a run that did not find it counts as more than the budget), the best fitness, the
 fraction of children rejected statically, the cache hit rate and evaluations per second.
 
-    .venv/bin/python benchmarks/rediscovery.py                 # 5 seeds, both cases, 2 processes
+    .venv/bin/python benchmarks/rediscovery.py                 # 5 seeds, every case, 2 processes
     .venv/bin/python benchmarks/rediscovery.py --case lion --seeds 3 --jobs 1
 """
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 from optsearch.display import finite
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = {"lion": ROOT / "configs" / "imitate_lion.yaml", "rmsprop": ROOT / "configs" / "imitate_rmsprop.yaml"}
+CASES = {"lion": ROOT / "configs" / "imitate_lion.yaml", "rmsprop": ROOT / "configs" / "imitate_rmsprop.yaml",
+         "muon": ROOT / "configs" / "imitate_muon.yaml"}
 
 
 def _evolution(case: str, seed: int, budget: int, run_root: str) -> dict:
@@ -57,10 +61,11 @@ def _random(case: str, seed: int, budget: int, run_root: str) -> dict:
     torch.set_num_threads(1)
     from optsearch.config import load_config
     from optsearch.programs import resolve_program
+    from optsearch.run import fixed_programs
     from optsearch.search.random_search import random_search
     config = load_config(CASES[case])
     settings = replace(config.search, seed=seed, evaluations=budget)
-    r = random_search(settings, resolve_program(settings.target.program))
+    r = random_search(settings, resolve_program(settings.target.program), fixed=fixed_programs(config))
     return {"case": case, "method": "random", "seed": seed, "found_at": r.found_at, "evaluations": r.evaluations,
             "best_fitness": finite(r.best_fitness), "best_program": r.best_program, "children": r.drawn,
             "rejected": r.rejected, "cache_hits": r.cache_hits, "seconds": r.seconds,
