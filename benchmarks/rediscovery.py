@@ -11,7 +11,8 @@ Three cases, each a run config in configs/ (so `optsearch evolve` runs the same 
 For each seed, evolution (inline executor) and random search (same op set, same screening and
 cache, same budget) run until found or out of budget. Reported: evaluations until found (median
 over seeds; a run that did not find it counts as more than the budget), the best fitness, the
-fraction of children rejected statically, the cache hit rate and evaluations per second.
+fraction of children rejected statically, the cache hit rate and evaluations per second. The JSON
+is written after every run (evolution runs first), so a benchmark stopped early keeps what finished.
 
     .venv/bin/python benchmarks/rediscovery.py                 # 5 seeds, every case, 2 processes
     .venv/bin/python benchmarks/rediscovery.py --case lion --seeds 3 --jobs 1
@@ -93,6 +94,16 @@ def _summary(runs: list[dict], budget: int) -> dict:
             "evaluations_per_second": statistics.median([r["evaluations_per_second"] for r in runs])}
 
 
+def _result(args: argparse.Namespace, cases: list[str], methods: list[str], runs: list[dict], wall: float) -> dict:
+    """The JSON of the runs finished so far (in case, method, seed order), with their summaries."""
+    runs = sorted(runs, key=lambda r: (cases.index(r["case"]), methods.index(r["method"]), r["seed"]))
+    summary = {f"{c}/{m}": _summary(mine, args.budget) for c in cases for m in methods
+               if (mine := [r for r in runs if r["case"] == c and r["method"] == m])}
+    return {"benchmark": "rediscovery", "budget": args.budget, "seeds": args.seeds, "jobs": args.jobs,
+            "machine": f"{platform.machine()}, {mp.cpu_count()} cores", "wall_seconds": wall,
+            "summary": summary, "runs": runs}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", action="append", choices=list(CASES), help="repeatable (default: all)")
@@ -108,19 +119,17 @@ def main() -> None:
                 "choose a new or empty folder")
     cases = args.case or list(CASES)
     methods = ["evolution"] + ([] if args.no_random else ["random"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.runs_dir or tmp
-        jobs = [(m, c, s, args.budget, root) for c in cases for s in range(args.seeds) for m in methods]
-        start = time.monotonic()
+        # evolution first: a benchmark stopped early keeps the runs that matter most
+        jobs = [(m, c, s, args.budget, root) for m in methods for c in cases for s in range(args.seeds)]
+        start, runs = time.monotonic(), []
         with mp.get_context("fork").Pool(args.jobs) as pool:
-            runs = pool.map(_job, jobs, chunksize=1)
-    result = {"benchmark": "rediscovery", "budget": args.budget, "seeds": args.seeds, "jobs": args.jobs,
-              "machine": f"{platform.machine()}, {mp.cpu_count()} cores", "wall_seconds": time.monotonic() - start,
-              "summary": {f"{c}/{m}": _summary([r for r in runs if r["case"] == c and r["method"] == m], args.budget)
-                          for c in cases for m in methods},
-              "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+            for run in pool.imap_unordered(_job, jobs, chunksize=1):
+                runs.append(run)  # written after every run, so a stopped benchmark keeps what finished
+                result = _result(args, cases, methods, runs, time.monotonic() - start)
+                Path(args.out).write_text(json.dumps(result, indent=2))
     for key, s in result["summary"].items():
         print(f"{key:20s} found {s['found']}/{s['runs']}, median evaluations {s['median_evaluations_to_find']}, "
               f"best fitness (median) {s['best_fitness_median']:.4f}, rejected {s['rejected_fraction']:.0%}, "
