@@ -1,17 +1,21 @@
 """Rediscovery: evaluations until evolution finds a known optimizer, beside random search.
 
-Two cases, each a run config in configs/ (so `optsearch evolve` runs the same search):
+Three cases, each a run config in configs/ (so `optsearch evolve` runs the same search):
 - `lion`: from AdamW, imitate Lion (`imitate` task); found = Lion's canonical form with every
   constant within 1% (configs/imitate_lion.yaml); `lion_islands` the same search on 4 islands
   (configs/imitate_lion_islands.yaml; not run unless named).
 - `rmsprop`: from SGD, imitate torch.optim.RMSprop (`imitate_rmsprop`); found = RMSprop's
   canonical form, alpha within 1%, eps within 1e-6 (configs/imitate_rmsprop.yaml).
+- `muon`: from AdamW on the hidden matrix (AdamW fixed on the rest), imitate torch.optim.Muon there
+  beside torch.optim.AdamW (`imitate_muon`); found = zoo muon_wd05's canonical form with every
+  constant within 1% (configs/imitate_muon.yaml). Random search draws the hidden program alone.
 For each seed, evolution (inline executor) and random search (same op set, same screening and
 cache, same budget) run until found or out of budget. Reported: evaluations until found (median
 over seeds; a run that did not find it counts as more than the budget), the best fitness, the
-fraction of children rejected statically, the cache hit rate and evaluations per second.
+fraction of children rejected statically, the cache hit rate and evaluations per second. The JSON
+is written after every run (evolution runs first), so a benchmark stopped early keeps what finished.
 
-    .venv/bin/python benchmarks/rediscovery.py                 # 5 seeds, both cases, 2 processes
+    .venv/bin/python benchmarks/rediscovery.py                 # 5 seeds, every case, 2 processes
     .venv/bin/python benchmarks/rediscovery.py --case lion --seeds 3 --jobs 1
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ from optsearch.display import finite
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {"lion": ROOT / "configs" / "imitate_lion.yaml", "rmsprop": ROOT / "configs" / "imitate_rmsprop.yaml",
+         "muon": ROOT / "configs" / "imitate_muon.yaml",
          "lion_islands": ROOT / "configs" / "imitate_lion_islands.yaml"}
 
 
@@ -59,10 +64,11 @@ def _random(case: str, seed: int, budget: int, run_root: str) -> dict:
     torch.set_num_threads(1)
     from optsearch.config import load_config
     from optsearch.programs import resolve_program
+    from optsearch.run import fixed_programs
     from optsearch.search.random_search import random_search
     config = load_config(CASES[case])
     settings = replace(config.search, seed=seed, evaluations=budget)
-    r = random_search(settings, resolve_program(settings.target.program))
+    r = random_search(settings, resolve_program(settings.target.program), fixed=fixed_programs(config))
     return {"case": case, "method": "random", "seed": seed, "found_at": r.found_at, "evaluations": r.evaluations,
             "best_fitness": finite(r.best_fitness), "best_program": r.best_program, "children": r.drawn,
             "rejected": r.rejected, "cache_hits": r.cache_hits, "seconds": r.seconds,
@@ -90,9 +96,19 @@ def _summary(runs: list[dict], budget: int) -> dict:
             "evaluations_per_second": statistics.median([r["evaluations_per_second"] for r in runs])}
 
 
+def _result(args: argparse.Namespace, cases: list[str], methods: list[str], runs: list[dict], wall: float) -> dict:
+    """The JSON of the runs finished so far (in case, method, seed order), with their summaries."""
+    runs = sorted(runs, key=lambda r: (cases.index(r["case"]), methods.index(r["method"]), r["seed"]))
+    summary = {f"{c}/{m}": _summary(mine, args.budget) for c in cases for m in methods
+               if (mine := [r for r in runs if r["case"] == c and r["method"] == m])}
+    return {"benchmark": "rediscovery", "budget": args.budget, "seeds": args.seeds, "jobs": args.jobs,
+            "machine": f"{platform.machine()}, {mp.cpu_count()} cores", "wall_seconds": wall,
+            "summary": summary, "runs": runs}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", action="append", choices=list(CASES), help="repeatable (default: lion and rmsprop)")
+    p.add_argument("--case", action="append", choices=list(CASES), help="repeatable (default: lion, rmsprop and muon)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--budget", type=int, default=2000, help="evaluations per run")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one torch thread each)")
@@ -103,21 +119,19 @@ def main() -> None:
     if args.runs_dir and Path(args.runs_dir).is_dir() and any(Path(args.runs_dir).iterdir()):
         p.error(f"--runs-dir {args.runs_dir}: not empty (its runs would clash with this benchmark's); "
                 "choose a new or empty folder")
-    cases = args.case or ["lion", "rmsprop"]
+    cases = args.case or ["lion", "rmsprop", "muon"]
     methods = ["evolution"] + ([] if args.no_random else ["random"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.runs_dir or tmp
-        jobs = [(m, c, s, args.budget, root) for c in cases for s in range(args.seeds) for m in methods]
-        start = time.monotonic()
+        # evolution first: a benchmark stopped early keeps the runs that matter most
+        jobs = [(m, c, s, args.budget, root) for m in methods for c in cases for s in range(args.seeds)]
+        start, runs = time.monotonic(), []
         with mp.get_context("fork").Pool(args.jobs) as pool:
-            runs = pool.map(_job, jobs, chunksize=1)
-    result = {"benchmark": "rediscovery", "budget": args.budget, "seeds": args.seeds, "jobs": args.jobs,
-              "machine": f"{platform.machine()}, {mp.cpu_count()} cores", "wall_seconds": time.monotonic() - start,
-              "summary": {f"{c}/{m}": _summary([r for r in runs if r["case"] == c and r["method"] == m], args.budget)
-                          for c in cases for m in methods},
-              "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+            for run in pool.imap_unordered(_job, jobs, chunksize=1):
+                runs.append(run)  # written after every run, so a stopped benchmark keeps what finished
+                result = _result(args, cases, methods, runs, time.monotonic() - start)
+                Path(args.out).write_text(json.dumps(result, indent=2))
     for key, s in result["summary"].items():
         print(f"{key:20s} found {s['found']}/{s['runs']}, median evaluations {s['median_evaluations_to_find']}, "
               f"best fitness (median) {s['best_fitness_median']:.4f}, rejected {s['rejected_fraction']:.0%}, "

@@ -6,7 +6,7 @@ from typing import Callable, Literal
 
 from optsearch.proxy_tasks import references
 from optsearch.proxy_tasks.base import SIZES, ProxyTask, Size
-from optsearch.proxy_tasks.imitate import make_imitate, make_imitate_rmsprop
+from optsearch.proxy_tasks.imitate import make_imitate, make_imitate_muon, make_imitate_rmsprop
 from optsearch.proxy_tasks.lm import make_lm, make_lm_smalldata
 from optsearch.proxy_tasks.mlp import make_mlp
 from optsearch.proxy_tasks.quadratic import Quadratic
@@ -41,6 +41,9 @@ TASKS: dict[str, TaskInfo] = {info.name: info for info in [
              "model; metric: normalised squared update error (0 = Lion)", make_imitate, kind="imitation"),
     TaskInfo("imitate_rmsprop", "follow torch.optim.RMSprop's updates the same way; metric: normalised "
              "squared update error", make_imitate_rmsprop, kind="imitation"),
+    TaskInfo("imitate_muon", "follow torch.optim.Muon (weight decay 0.5) on the hidden matrix and torch.optim.AdamW "
+             "on the rest the same way; metric: normalised squared update error", make_imitate_muon,
+             kind="imitation"),
 ]}
 
 

@@ -5,7 +5,8 @@ statements of ops drawn from the same weighted op set, arguments drawn from the 
 defined so far (or constants), the last statement is the update and each state's new value
 is a random tensor statement. They go through the same screening as evolution's children
 (invalid and equivalent programs cost no evaluation), so both spend the same budget on the
-same kind of evaluation.
+same kind of evaluation. With parameter roles (`settings.roles`) a drawn program steps the evolved
+roles and is evaluated beside the fixed programs, as evolution's programs are.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
-from optsearch.dsl import INPUTS, OPS, Program, Statement, Var, print_program
+from optsearch.dsl import INPUTS, OPS, Program, Statement, Var, print_candidate, print_program
+from optsearch.dsl.roles import with_fixed_roles
 from optsearch.evaluators import EvalJob, run_job
 from optsearch.search.equivalence import EquivalenceCache, matches, screen_child
 from optsearch.search.mutate import _Draft, _operands, _random_op, _result_type
@@ -56,10 +58,12 @@ class RandomSearchResult:
 
 
 def random_search(settings: SearchSettings, target: Program | None = None,
-                  progress: Callable[[RandomSearchResult], None] | None = None) -> RandomSearchResult:
-    """Evaluate random programs until `settings.evaluations` evaluations or the target is found."""
-    if settings.roles is not None:
-        raise ValueError("random search draws single programs; it does not take `roles`")
+                  progress: Callable[[RandomSearchResult], None] | None = None,
+                  fixed: Mapping[str, Program] | None = None) -> RandomSearchResult:
+    """Evaluate random programs until `settings.evaluations` evaluations or the target is found;
+    with `settings.roles`, `fixed` holds the fixed programs by role (as `Evolution`'s)."""
+    if (settings.roles is None) != (fixed is None):
+        raise ValueError("the fixed programs go with settings.roles: give both or neither")
     rng = random.Random(settings.seed)
     e, cache, fitness = settings.evaluation, EquivalenceCache(), {}
     r = RandomSearchResult(0, 0, 0, 0, -math.inf, None, None, 0.0)
@@ -75,7 +79,8 @@ def random_search(settings: SearchSettings, target: Program | None = None,
             r.cache_hits += 1
             continue
         text = print_program(program)
-        result = run_job(EvalJob(text, tuple(e.tasks), tuple(range(e.seeds)), tuple(e.lr_multipliers),
+        job = text if fixed is None else print_candidate(with_fixed_roles(program, settings.roles.evolve, fixed))
+        result = run_job(EvalJob(job, tuple(e.tasks), tuple(range(e.seeds)), tuple(e.lr_multipliers),
                                  e.time_limit, e.device))
         r.evaluations += 1
         cache.add(r.evaluations, s.hash, s.fingerprint)

@@ -19,7 +19,7 @@ def test_unknown_size_lists_the_sizes() -> None:
 
 def test_every_row_names_its_task_and_has_a_summary() -> None:
     assert set(TRAINING_TASKS) == {"quadratic", "mlp", "lm", "lm_smalldata", "vit", "vit_smalldata"}
-    assert set(TASKS) == set(TRAINING_TASKS) | {"imitate", "imitate_rmsprop"}
+    assert set(TASKS) == set(TRAINING_TASKS) | {"imitate", "imitate_rmsprop", "imitate_muon"}
     for name, info in TASKS.items():
         assert info.name == name and info.summary and info.sizes == SIZES
 

@@ -1,11 +1,12 @@
 """A search over one role's program beside fixed programs for the other roles (`roles:`)."""
 import math
+from pathlib import Path
 
 import pytest
 
 from optsearch.config import ConfigError, dump_config, load_config, parse_config
 from optsearch.discovered import load_zoo
-from optsearch.dsl import RoleProgram, parse_candidate, parse_program, print_candidate
+from optsearch.dsl import RoleProgram, parse_candidate, parse_program, print_candidate, print_program
 from optsearch.dsl.roles import program_for, with_fixed_roles
 from optsearch.evaluators import InlineExecutor, evaluate
 from optsearch.run import fixed_programs
@@ -116,3 +117,48 @@ def test_a_role_candidate_as_warm_start_gives_the_evolved_roles_program(tmp_path
     path.write_text("budget: {evaluations: 5, target: lion_adamw}\n")
     with pytest.raises(ConfigError, match="budget.target.program: .*a role candidate"):
         load_config(path)
+
+
+MUON = EvaluationSettings(tasks=("imitate_muon/small",), seeds=1, lr_multipliers=(1.0,), time_limit=60)
+
+
+def test_random_search_with_roles_scores_each_draw_beside_the_fixed_programs():
+    from dataclasses import replace
+
+    from optsearch.search.random_search import random_search
+
+    fixed = {"default": load_zoo("adamw")}
+    settings = replace(SETTINGS, evaluation=MUON, evaluations=4, seed=3)
+    r = random_search(settings, fixed=fixed)
+    assert r.evaluations == 4 and math.isfinite(r.best_fitness)
+    best = parse_program(r.best_program)
+    candidate = with_fixed_roles(best, ("hidden",), fixed)
+    assert r.best_fitness == evaluate(candidate, ["imitate_muon/small"], lr_multipliers=(1.0,)).fitness
+    assert r.best_fitness != evaluate(best, ["imitate_muon/small"], lr_multipliers=(1.0,)).fitness
+    with pytest.raises(ValueError, match="give both or neither"):
+        random_search(settings)
+
+
+def test_the_imitate_muon_search_matches_its_target_on_the_evolved_program(tmp_path):
+    """The config's target is the hidden role's program; a run warm-started from it matches at once."""
+    from dataclasses import replace
+
+    from optsearch.config import load_config
+    from optsearch.run import evolve, resolve_programs, with_overrides
+    from optsearch.search.equivalence import matches
+
+    config = load_config(Path(__file__).parents[2] / "configs" / "imitate_muon.yaml")
+    warm, target = resolve_programs(config)
+    assert warm == load_zoo("adamw") and target == load_zoo("muon_wd05")
+    assert fixed_programs(config) == {"default": load_zoo("adamw")}
+    near = parse_program(print_program(target).replace("w * 0.5", "w * 0.503"))
+    far = parse_program(print_program(target).replace("w * 0.5", "w * 0.51"))
+    assert matches(near, target) and not matches(far, target)
+    config = with_overrides(config, max_evals=3, executor="inline")
+    config = replace(config, search=replace(config.search, warm_start="muon_wd05"))
+    outcome, store = evolve(config, tmp_path / "run")
+    try:
+        assert outcome.counters.found_at == 1 and outcome.reason == "target"
+        assert parse_program(store.program(outcome.counters.found_target).text) == target
+    finally:
+        store.close()
