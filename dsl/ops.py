@@ -83,8 +83,8 @@ class Op:
     `coefficient_args` are the positions that usually hold a constant (an interpolation weight,
     a beta): a search's mutations fill them with constants (search/mutate.py). `defaults` are
     `(position, value)` pairs a mutation writes when it makes a new statement of the op, where a
-    constant drawn from the pool would be meaningless (Newton-Schulz coefficients); perturbations
-    move them afterwards like any constant.
+    constant drawn from the pool would be meaningless (Newton-Schulz coefficients); mutations
+    leave them alone afterwards (a program may still be written with other values).
 
     Algebraic facts, sound but not always complete (a fact left out only makes rules fire less):
     `sign` gives the result's sign from the arguments' (None: nothing known). `linear` lists groups

@@ -251,7 +251,7 @@ def split(rng: random.Random, d: _Draft) -> bool:
     moved = rng.sample(uses, rng.randint(1, len(uses) - 1))
     name = d.fresh()
     args = s.args
-    consts = [k for k, a in enumerate(args) if isinstance(a, Const)]
+    consts = [k for k, a in enumerate(args) if isinstance(a, Const) and _movable(s, k)]
     if consts:
         k = rng.choice(consts)
         args = args[:k] + (Const(perturb_value(args[k].value, rng, SPLIT_SIGMAS, _beta_slot(s, k))),) + args[k + 1:]
@@ -309,6 +309,8 @@ def change_arg(rng: random.Random, d: _Draft) -> bool:
     i = rng.choice(with_args)
     s = d.body[i]
     j = rng.randrange(len(s.args))
+    if not _movable(s, j):
+        return False
     new = _operand(rng, d, i, types, OPS[s.op].types()[j], j in OPS[s.op].coefficient_args)
     others = s.args[:j] + s.args[j + 1:]
     if new == s.args[j] or (isinstance(new, Const) and not any(isinstance(a, Var) for a in others)):
@@ -390,7 +392,8 @@ def change_op(rng: random.Random, d: _Draft) -> bool:
 def perturb_constant(rng: random.Random, d: _Draft) -> bool:
     """Move one constant in log space: betas (an interpolation weight or a bias correction's beta,
     0.5 <= c < 1) move in log(1 - c), so 0.9 can reach 0.99."""
-    sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args) if isinstance(a, Const)]
+    sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args)
+             if isinstance(a, Const) and _movable(s, j)]
     if not sites:
         return False
     i, j = rng.choice(sites)
@@ -412,7 +415,7 @@ def perturb_all(rng: random.Random, d: _Draft) -> bool:
     interpolations (a fitness ridge: moving either alone is worse), climb with this move where
     `perturb_constant` stalls."""
     sites = [(i, j) for i, s in enumerate(d.body) for j, a in enumerate(s.args)
-             if isinstance(a, Const) and math.isfinite(a.value) and a.value != 0.0]
+             if isinstance(a, Const) and math.isfinite(a.value) and a.value != 0.0 and _movable(s, j)]
     if len(sites) < 2:
         return False
     sigma = rng.choice(JOINT_SIGMAS)
@@ -423,6 +426,12 @@ def perturb_all(rng: random.Random, d: _Draft) -> bool:
         moved |= new != s.args[j].value
         _set_arg(d, i, j, Const(new))
     return moved
+
+
+def _movable(s: Statement, j: int) -> bool:
+    """Whether mutations may change argument `j` of `s`: not at one of its op's `defaults` (the
+    Newton-Schulz coefficients are the op's definition, written once when it is made)."""
+    return j not in dict(OPS[s.op].defaults)
 
 
 def _beta_slot(s: Statement, j: int) -> bool:

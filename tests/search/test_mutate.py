@@ -106,6 +106,24 @@ def test_a_sweep_wraps_every_tensor_value_in_orthogonalize_with_its_defaults():
     assert len({s.args[0].name for s in made}) == len(made)
 
 
+@pytest.mark.parametrize("mutation", ["perturb_constant", "perturb_all", "split", "change_arg"])
+def test_mutations_leave_the_newton_schulz_coefficients_alone(mutation):
+    muon = to_ssa(parse_program(
+        "def p(w, g, lr, m):\n"
+        "    u = orthogonalize(g, 3.4445, -4.775, 2.0315, 5.0, 1e-07)\n"
+        "    m = interp(u, m, 0.9)\n"
+        "    update = u + m * 0.5\n"
+        "    return update * lr, m\n"))
+    coefficients = [s.args[1:] for s in muon.body if s.op == "orthogonalize"]
+    changed = 0
+    for seed in range(200):
+        d = _Draft.of(muon)
+        if MUTATIONS[mutation](random.Random(seed), d):
+            changed += 1
+            assert {s.args[1:] for s in d.body if s.op == "orthogonalize"} == set(coefficients)
+    assert changed > 20   # the mutation still moves the other constants and arguments
+
+
 def test_split_gives_two_interpolations_with_different_betas_as_in_lion():
     start = parse_program("""def f(w, g, lr, m):
     m = interp(g, m, 0.9)
