@@ -32,6 +32,10 @@ CASCADE_CONFIG = CONFIG.replace("search: {population: 6, tournament: 3}",
                                 "search: {population: 6, tournament: 3, promotion: {seeds: 2}}").replace(
     "lr_multipliers: [0.3, 1.0]}", "lr_multipliers: [0.3, 1.0], cascade: {fraction: 0.25, margin: 0.02}}")
 
+# All three at once: islands, the cascade and promotion.
+ALL = ISLANDS.replace("restart_after: 6,", "restart_after: 6, promotion: {seeds: 2},").replace(
+    "lr_multipliers: [0.3, 1.0]}", "lr_multipliers: [0.3, 1.0], cascade: {fraction: 0.25, margin: 0.02}}")
+
 
 def _finished(db) -> list[tuple]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -70,7 +74,8 @@ def _all(db) -> tuple[list[tuple], ...]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text", [CONFIG, ISLANDS, CASCADE_CONFIG], ids=["one population", "islands", "cascade_promotion"])
+@pytest.mark.parametrize("text", [CONFIG, ISLANDS, CASCADE_CONFIG, ALL],
+                         ids=["one population", "islands", "cascade_promotion", "islands_cascade_promotion"])
 def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_path, text):
     config = tmp_path / "killed.yaml"
     config.write_text(text)
@@ -103,9 +108,11 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
         assert kinds.count("migration") == 10 and "restart" in kinds
         assert {island for *_, island in _all(db)[1]} == {0, 1, 2}
     assert _counters(db) == _counters(whole / "run.db")       # drops, promotions and refusals included
-    if text is CASCADE_CONFIG:
+    if text is CASCADE_CONFIG or text is ALL:
         counters = _counters(db)
         assert counters["dropped"] > 0 and counters["promotions"] > 0 and counters["stage1_evaluations"] > 40
+    if text is ALL:
+        assert "migration" in [kind for _, kind, _ in _all(db)[2]]
     best = [line for line in out.splitlines() if line.startswith("winner:")]
     assert best and best[0].replace(str(killed), "RUN") == \
         [line for line in out_ref.splitlines() if line.startswith("winner:")][0].replace(str(whole), "RUN")
