@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from optsearch.discovered import load_zoo
-from optsearch.dsl import load_program, parse_program, print_program
+from optsearch.dsl import RoleProgram, load_candidate, load_program, parse_program, print_candidate, print_program
 from optsearch.report import sign_momentum
 
 CONFIG = """
@@ -157,10 +157,11 @@ FOUND = sorted((Path(__file__).resolve().parents[2] / "discovered" / "found").gl
 @pytest.mark.parametrize("program_file", FOUND, ids=[p.parent.name for p in FOUND])
 def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
     folder = program_file.parent
-    program = load_program(program_file)
+    candidate = load_candidate(program_file)   # a program, or with roles the evolved one beside fixed ones
     report = json.loads((folder / "report.json").read_text())
-    assert report["program"].strip() == print_program(program).strip()
-    assert sign_momentum(program).found is report["sign_momentum"]
+    assert report["program"].strip() == print_candidate(candidate).strip()
+    evolved = candidate.programs[0] if isinstance(candidate, RoleProgram) else candidate
+    assert sign_momentum(evolved).found is report["sign_momentum"]
     start = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(_one_step(folder / "optimizer.py", start, lr=1e-3)).all()
     assert "## Against the baselines where the search did not look" in (folder / "REPORT.md").read_text()
@@ -168,8 +169,8 @@ def test_every_shipped_find_checks_exports_and_matches_its_report(program_file):
 
 @pytest.mark.parametrize("program_file", FOUND, ids=[p.parent.name for p in FOUND])
 def test_every_shipped_find_holds_the_current_export_of_its_program(program_file):
-    from optsearch.dsl.export import export_program
-    assert (program_file.parent / "optimizer.py").read_text() == export_program(load_program(program_file))
+    from optsearch.dsl.export.roles import export_candidate
+    assert (program_file.parent / "optimizer.py").read_text() == export_candidate(load_candidate(program_file))
 
 
 def test_every_shipped_report_regenerates_byte_identical_from_its_json():
