@@ -180,7 +180,7 @@ def test_every_zoo_program_has_a_reference():
     from ..discovered.test_frontier_zoo import FRONTIER  # the frontier zoo's references live there
     from .test_matrix_export import MUON_REFERENCES  # torch.optim.Muon takes 2-D parameters only: tested there
 
-    assert sorted([*REFERENCES, *FRONTIER, *MUON_REFERENCES]) == zoo_names()
+    assert sorted([*REFERENCES, *FRONTIER, *MUON_REFERENCES, "muon_wd05"]) == zoo_names()  # muon_wd05: in test_matrix_export
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -68,11 +68,12 @@ def max_error(ours, theirs, start) -> float:
     return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ours, theirs))
 
 
-def muon_error(name: str, make_reference, path: str, steps: int = 40, lr: float = 0.02) -> float:
-    start = parameters(MUON_SHAPES)
+def muon_error(name: str, make_reference, path: str, steps: int = 40, lr: float = 0.02,
+               shapes: list[tuple[int, int]] = MUON_SHAPES) -> float:
+    start = parameters(shapes)
     ours, theirs = copy.deepcopy(start), copy.deepcopy(start)
     train([(exported(name)(ours, lr=lr, **PATH_KWARGS[path]), ours), (make_reference(theirs, lr), theirs)],
-          MUON_SHAPES, steps)
+          shapes, steps)
     return max_error(ours, theirs, start)
 
 
@@ -88,6 +89,14 @@ def test_exported_muon_matches_torch_rule_with_float64_newton_schulz(name, path)
 def test_exported_muon_matches_torch_optim_muon_within_its_bfloat16_newton_schulz(name, path):
     err = muon_error(name, lambda ps, lr: torch.optim.Muon(ps, lr, adjust_lr_fn=MUON_REFERENCES[name]), path)
     assert err < 5e-3  # measured: 1.5e-3 (muon), 6.6e-4 (muon_rms) on both paths; torch runs it in bfloat16
+
+
+@PATHS
+def test_exported_muon_wd05_is_torch_optim_muon_with_decay_half_on_square_and_wide_matrices(path):
+    # imitate_muon's target: no rows/cols scaling, which torch's default adjustment makes 1 when rows <= cols.
+    shapes = [(6, 6), (4, 8), (6, 6)]
+    err = muon_error("muon_wd05", lambda ps, lr: Float64Muon(ps, lr, weight_decay=0.5), path, shapes=shapes)
+    assert err < 1e-12
 
 
 def test_exported_muon_defaults_are_torch_optim_muons():
