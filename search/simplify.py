@@ -22,7 +22,8 @@ from typing import Callable, Iterator, Sequence
 from optsearch.dsl import Const, Program, Statement, Var, structural_hash
 from optsearch.dsl.rewrite import alias, original_names, restore_names, show, simplify_static, valid
 from optsearch.dsl.rules import decimal
-from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, EvalResult, evaluate, relative_fitness
+from optsearch.evaluators import DEFAULT_LR_MULTIPLIERS, EvalResult, evaluate
+from optsearch.evaluators.evaluate import seed_fitnesses
 from optsearch.proxy_tasks import Task
 
 Progress = Callable[[str], None]
@@ -64,19 +65,9 @@ class _Scorer:
         return self.cache[h], cached
 
 
-def seed_fitnesses(result: EvalResult) -> list[float]:
-    """Fitness of each seed alone (its best metric over lrs against each task's reference, averaged
-    over tasks): the spread of these is the seed noise."""
-    if not result.scores or any(s.reference is None or len(s.per_seed) != len(result.scores[0].per_seed)
-                                for s in result.scores):
-        return []
-    per_task = [[relative_fitness(m, s.reference) for m in s.per_seed] for s in result.scores]
-    return [sum(f) / len(f) for f in zip(*per_task)]
-
-
 def seed_noise(result: EvalResult) -> float:
     """Standard deviation of fitness over seeds (0 with one seed, or when a seed failed)."""
-    f = seed_fitnesses(result)
+    f = seed_fitnesses(result, len(result.scores))
     return statistics.stdev(f) if len(f) >= 2 and all(map(math.isfinite, f)) else 0.0
 
 
@@ -187,4 +178,4 @@ def simplify(program: Program, tasks: Sequence[Task | tuple[str, str] | str] | N
     return result
 
 
-__all__ = ["SimplifyResult", "rounding_candidates", "seed_fitnesses", "seed_noise", "simplify"]
+__all__ = ["SimplifyResult", "rounding_candidates", "seed_noise", "simplify"]
